@@ -1,0 +1,29 @@
+r"""Time the compiled MSM train step on synthetic arrays and print one JSON line.
+
+  python -m launch.benchmark --config=configs/pretrain.py:vit_s --config.model.dtype=float32 \
+      --batch_size=16 --steps=5
+
+step_flops is the analytic matrix-product count (forward + backward); peak_flops_per_sec is a
+matrix product in the same dtype measured on the same devices; fraction_of_peak is their ratio.
+"""
+import json
+
+from absl import app, flags
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/pretrain.py:vit_s.")
+flags.DEFINE_integer("batch_size", 16, "Global batch size.")
+flags.DEFINE_integer("steps", 5, "Timed steps after one compile step.")
+flags.DEFINE_integer("peak_size", 0, "Matrix size for the peak measurement (0: 2048 CPU, 8192 else).")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  del argv
+  from msm_jax.training.benchmark import benchmark
+  print(json.dumps(benchmark(FLAGS.config, FLAGS.batch_size, FLAGS.steps, FLAGS.peak_size)))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,85 @@
+"""Throughput of the compiled MSM train step on synthetic arrays (no input pipeline, no TF)."""
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.training import train_state
+
+from msm_jax.models.build import compute_dtype
+from msm_jax.models.flops import msm_train_flops_per_sample
+from msm_jax.training.optimizer import learning_rate_schedule, make_optimizer
+from msm_jax.training.parallel import Parallel
+from msm_jax.training.pretrain import MsmTask
+from msm_jax.training.validate import validate_config
+
+
+def _best_time(fn, repeats: int) -> float:
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
+def matmul_peak_flops(dtype, size: int, repeats: int = 5) -> float:
+  """FLOP/s of a size^3 matrix product in `dtype` on every device (the attainable peak)."""
+  mesh_sharding = jax.sharding.NamedSharding(
+      jax.sharding.Mesh(np.asarray(jax.devices()), ("d",)), jax.sharding.PartitionSpec("d"))
+  n = jax.device_count()
+  a = jax.device_put(jnp.ones((n, size, size), dtype), mesh_sharding)
+  matmul = jax.jit(lambda x: jnp.einsum("bij,bjk->bik", x, x))
+  matmul(a).block_until_ready()
+  return n * 2 * size**3 / _best_time(lambda: matmul(a), repeats)
+
+
+def benchmark(config, batch_size: int, steps: int, peak_size: int = 0) -> dict:
+  config.batch_size = batch_size
+  config.total_steps = max(config.total_steps, steps + 1)
+  config.warmup_steps = min(config.warmup_steps, config.total_steps - 1)
+  validate_config(config)
+  task = MsmTask(config)
+  parallel = Parallel(config.parallel)
+  schedule = learning_rate_schedule(config)
+  tx = make_optimizer(config, schedule)
+  params = jax.jit(task.init_params)(jax.random.key(0))
+  state = parallel.place_state(train_state.TrainState.create(apply_fn=None, params=params, tx=tx))
+  step = parallel.compile_step(task.loss_fn, schedule, config.grad_accum_steps)
+  images = np.random.default_rng(0).standard_normal(
+      (batch_size,) + tuple(config.input_shape), dtype=np.float32)
+  batch = parallel.place_batch({"image": images})
+  rng = jax.random.key(1)
+
+  state, metrics = step(state, batch, rng)  # compile
+  jax.block_until_ready(metrics)
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = step(state, batch, rng)
+  jax.block_until_ready(metrics)
+  seconds = (time.perf_counter() - start) / steps
+
+  dtype = compute_dtype(config.model.dtype)
+  on_cpu = jax.devices()[0].platform == "cpu"
+  peak = matmul_peak_flops(dtype, peak_size or (2048 if on_cpu else 8192))
+  step_flops = batch_size * msm_train_flops_per_sample(config.model, config.input_shape,
+                                                       task.keep)
+  count = lambda tree: int(sum(x.size for x in jax.tree.leaves(tree)))
+  return {
+      "variant": config.variant,
+      "dtype": config.model.dtype,
+      "parallel": config.parallel,
+      "batch_size": batch_size,
+      "input_shape": list(config.input_shape),
+      "mask_ratio": config.mask_ratio,
+      "seconds_per_step": seconds,
+      "samples_per_sec": batch_size / seconds,
+      "step_flops": step_flops,
+      "achieved_flops_per_sec": step_flops / seconds,
+      "peak_flops_per_sec": peak,
+      "fraction_of_peak": step_flops / seconds / peak,
+      "encoder_params": count(params["encoder"]),
+      "decoder_params": count(params["decoder"]),
+      "final_loss": float(metrics["loss"]),
+      "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+  }

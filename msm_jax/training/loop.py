@@ -1,0 +1,159 @@
+"""The one train loop: data -> compiled step -> logging, figures, checkpoints, resume.
+
+Pretraining and finetuning differ only in the `Task` they hand to `train`.
+"""
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+from absl import logging
+from flax.training import train_state
+
+from msm_jax.checkpoint.manager import Checkpointer
+from msm_jax.data.source import make_source
+from msm_jax.metrics.logger import TrainLogger
+from msm_jax.training.optimizer import learning_rate_schedule, make_optimizer
+from msm_jax.training.parallel import Parallel
+from msm_jax.training.validate import validate_config
+
+
+class Task:
+  """What a job supplies: parameters, a loss, what to export, and optionally a figure."""
+  input_shape: tuple
+
+  def init_params(self, rng):
+    raise NotImplementedError
+
+  def loss_fn(self, params, batch, rng, sample_ids):
+    """-> (scalar loss, dict of scalar metrics); pure, traced inside the compiled step."""
+    raise NotImplementedError
+
+  def export(self, params):
+    """-> (encoder params, JSON model description) saved beside the full state."""
+    raise NotImplementedError
+
+  def save_figure(self, params, images, step: int, workdir: str):
+    return None
+
+
+class _StopRequest:
+  """SIGTERM/SIGINT ask the loop to stop at the next step boundary and checkpoint first.
+
+  A second Ctrl-C while stopping falls back to the default handler (immediate interrupt).
+  """
+
+  def __init__(self):
+    self.requested = False
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread (e.g. some notebook runners): no handler
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    logging.warning("Signal %d: stopping after this step and saving a checkpoint.", signum)
+    self.requested = True
+    signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+  def agreed(self, step: int, every: int) -> bool:
+    """Whether to stop now. Hosts must all stop at the same step, so with several processes
+    they only compare flags (a collective) every `every` steps."""
+    if jax.process_count() == 1:
+      return self.requested
+    if step % every:
+      return False
+    from jax.experimental import multihost_utils
+    return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
+
+
+def train(config, workdir: str, task: Task):
+  """Trains `task` as `config` says, resuming from the latest checkpoint in `workdir`."""
+  validate_config(config)
+  parallel = Parallel(config.parallel)
+  source = make_source(config.data, tuple(config.input_shape), config.seed)
+  is_chief = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  if is_chief:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  schedule = learning_rate_schedule(config)
+  tx = make_optimizer(config, schedule)
+  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+
+  def init_state(rng):
+    params = task.init_params(rng)
+    return train_state.TrainState.create(apply_fn=None, params=params, tx=tx)
+
+  checkpointer = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+  if checkpointer.latest_step() is not None:
+    abstract = parallel.state_shardings(jax.eval_shape(init_state, init_rng))
+    state = checkpointer.restore_state(abstract)
+    logging.info("Resumed from %s at step %d.", workdir, int(state.step))
+  else:
+    state = jax.jit(init_state)(init_rng)
+  start_step = int(state.step)
+  state = parallel.place_state(state)
+
+  step_fn = parallel.compile_step(task.loss_fn, schedule, config.grad_accum_steps)
+  batches = source.batches(global_batch_size=config.batch_size, start_step=start_step,
+                           process_index=jax.process_index(),
+                           process_count=jax.process_count())
+  logger = TrainLogger(workdir, total_steps=config.total_steps,
+                       global_batch_size=config.batch_size, start_step=start_step,
+                       enabled=is_chief)
+  figure_images = None
+
+  def save_checkpoint(step):
+    with logger.excluded():
+      host = parallel.host_state(state)
+      encoder, description = task.export(host.params)
+      checkpointer.save(step, host, encoder, description, force=True)
+
+  with _StopRequest() as stop:
+    step = start_step
+    while step < config.total_steps:
+      local_batch = next(batches)
+      if figure_images is None:
+        figure_images = local_batch["image"][:config.figure_examples]
+      state, metrics = step_fn(state, parallel.place_batch(local_batch), train_rng)
+      step += 1
+      last = step == config.total_steps
+      if step % config.log_every == 0 or last:
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if not np.isfinite(metrics["loss"]):
+          raise FloatingPointError(
+              f"loss is {metrics['loss']} at step {step}; the last good checkpoint is in "
+              f"{workdir}. Lower config.base_lr or set config.grad_clip_norm.")
+        logger.log(step, metrics)
+      if config.figure_every and (step % config.figure_every == 0 or last) and is_chief:
+        with logger.excluded():
+          params = jax.device_get(parallel.host_state(state).params)
+          path = task.save_figure(params, figure_images, step, workdir)
+          if path:
+            logging.info("Figure: %s", path)
+      stopping = stop.agreed(step, config.log_every)
+      if step % config.checkpoint_every == 0 or last or stopping:
+        save_checkpoint(step)
+      if stopping:
+        logging.warning("Stopped at step %d; rerun the same command to resume.", step)
+        break
+
+  checkpointer.wait()
+  checkpointer.close()
+  logger.close()
+  if is_chief:
+    with open(os.path.join(workdir, "status.json"), "w") as f:
+      json.dump({"step": step, "total_steps": config.total_steps,
+                 "finished": step >= config.total_steps}, f)
+  return parallel.host_state(state)

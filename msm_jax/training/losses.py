@@ -1,0 +1,20 @@
+"""Reconstruction loss of Masked Spectrogram Modeling."""
+import jax.numpy as jnp
+
+from msm_jax.models.patches import patchify
+
+
+def patch_targets(images, patch_size, norm_pix: bool):
+  """Per-patch regression targets, optionally normalised per patch (MAE's norm_pix_loss)."""
+  target = patchify(images.astype(jnp.float32), patch_size)
+  if norm_pix:
+    mean = target.mean(axis=-1, keepdims=True)
+    var = target.var(axis=-1, keepdims=True)
+    target = (target - mean) / jnp.sqrt(var + 1e-6)
+  return target
+
+
+def masked_mse(pred, target, mask):
+  """Mean squared error over the masked patches only; visible patches contribute nothing."""
+  per_patch = jnp.mean(jnp.square(pred.astype(jnp.float32) - target), axis=-1)
+  return jnp.sum(per_patch * mask) / jnp.sum(mask)

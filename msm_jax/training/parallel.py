@@ -1,0 +1,81 @@
+"""The compile choice, made outside the step: jit over a ('data',) device mesh, or pmap.
+
+`jit` (default): state replicated and batch sharded with NamedSharding over every device of every
+process; per-host batches are assembled into one global array, so it scales to multi-host pods
+after `jax.distributed.initialize`. `pmap`: state replicated along a leading device axis, each
+local device gets its slice of the host batch, gradients are averaged with lax.pmean.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from msm_jax.training.step import make_train_step
+
+PMAP_AXIS = "batch"
+
+
+class Parallel:
+
+  def __init__(self, mode: str):
+    if mode not in ("jit", "pmap"):
+      raise ValueError(f"config.parallel={mode!r}: choose 'jit' or 'pmap'")
+    self.mode = mode
+    self.mesh = Mesh(np.asarray(jax.devices()), ("data",))
+    self.replicated = NamedSharding(self.mesh, P())
+    self.data_sharding = NamedSharding(self.mesh, P("data"))
+    # pmap's layout: a leading axis of length local_device_count, one slice per local device.
+    self.local_stack = NamedSharding(Mesh(np.asarray(jax.local_devices()), (PMAP_AXIS,)),
+                                     P(PMAP_AXIS))
+
+  def compile_step(self, loss_fn, schedule, grad_accum_steps: int = 1):
+    if self.mode == "jit":
+      step = make_train_step(loss_fn, schedule, grad_accum_steps=grad_accum_steps)
+      return jax.jit(step, in_shardings=(self.replicated, self.data_sharding, self.replicated),
+                     out_shardings=(self.replicated, self.replicated), donate_argnums=0)
+    step = make_train_step(loss_fn, schedule, grad_accum_steps=grad_accum_steps,
+                           axis_name=PMAP_AXIS)
+    pstep = jax.pmap(step, axis_name=PMAP_AXIS, in_axes=(0, 0, None), donate_argnums=0)
+
+    @functools.wraps(step)
+    def run(state, batch, rng):
+      state, metrics = pstep(state, batch, rng)
+      return state, jax.tree.map(lambda m: m[0], metrics)  # pmean made every replica equal
+    return run
+
+  def place_state(self, state):
+    """Host/single-device state -> the layout the compiled step expects."""
+    if self.mode == "jit":
+      return jax.device_put(state, self.replicated)
+    def replicate(x):
+      x = jnp.asarray(x)  # TrainState.step starts as a Python int
+      copies = [jax.device_put(x[None], d) for d in jax.local_devices()]
+      return jax.make_array_from_single_device_arrays(
+          (len(copies),) + x.shape, self.local_stack, copies)
+    return jax.tree.map(replicate, state)
+
+  def host_state(self, state):
+    """The layout-free state to checkpoint or evaluate (the first replica under pmap)."""
+    if self.mode == "jit":
+      return state
+    return jax.tree.map(lambda x: x[0], state)
+
+  def state_shardings(self, abstract_state):
+    """Target shardings for restoring a checkpoint straight into this layout."""
+    if self.mode == "jit":
+      target = self.replicated
+    else:  # restored on one device, then replicated by place_state
+      target = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=target), abstract_state)
+
+  def place_batch(self, local_batch: dict):
+    """This process's rows of the global batch -> device arrays for the compiled step."""
+    if self.mode == "jit":
+      return jax.tree.map(
+          lambda x: jax.make_array_from_process_local_data(self.data_sharding, x), local_batch)
+    n = jax.local_device_count()
+    return jax.tree.map(lambda x: jax.device_put(x.reshape((n, -1) + x.shape[1:]),
+                                                 self.local_stack), local_batch)

@@ -1,0 +1,66 @@
+"""The train step: a pure function of (state, batch, rng), shared by pretraining and finetuning.
+
+How it is compiled (jit over a mesh, or pmap) is decided in `parallel.py`, not here. A task only
+supplies `loss_fn(params, batch, rng, sample_ids) -> (loss, aux_metrics)`.
+"""
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+LossFn = Callable  # (params, batch, rng, sample_ids) -> (scalar loss, dict of scalar metrics)
+
+
+def _split_micro_batches(tree, num_micro: int):
+  """(B, ...) -> (num_micro, B / num_micro, ...), micro-batch j = rows j, j+A, j+2A, ...
+
+  Striding (rather than cutting the batch into contiguous blocks) keeps every device's rows on
+  that device when the batch axis is sharded, so accumulation needs no data movement.
+  """
+  def split(x):
+    x = x.reshape((x.shape[0] // num_micro, num_micro) + x.shape[1:])
+    return jnp.swapaxes(x, 0, 1)
+  return jax.tree.map(split, tree)
+
+
+def make_train_step(loss_fn: LossFn, schedule, *, grad_accum_steps: int = 1,
+                    axis_name: Optional[str] = None):
+  """Returns train_step(state, batch, rng) -> (state, metrics).
+
+  `rng` is the run's base key; the step number is folded in here, and every sample gets its own
+  key from its global index (see masking.batch_masks), so all compile paths draw the same noise.
+  With `axis_name` (pmap), gradients and metrics are averaged over that axis.
+  """
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def train_step(state, batch, rng):
+    rng = jax.random.fold_in(rng, state.step)
+    local_batch = jax.tree.leaves(batch)[0].shape[0]
+    first_id = 0 if axis_name is None else lax.axis_index(axis_name) * local_batch
+    sample_ids = first_id + jnp.arange(local_batch, dtype=jnp.int32)
+
+    if grad_accum_steps == 1:
+      (loss, aux), grads = grad_fn(state.params, batch, rng, sample_ids)
+    else:
+      micro = _split_micro_batches((batch, sample_ids), grad_accum_steps)
+
+      def accumulate(carry, xs):
+        (loss, aux), grads = grad_fn(state.params, xs[0], rng, xs[1])
+        return jax.tree.map(jnp.add, carry, (loss, aux, grads)), None
+
+      first = jax.tree.map(lambda x: x[0], micro)
+      (loss_shape, aux_shape), grads_shape = jax.eval_shape(
+          grad_fn, state.params, first[0], rng, first[1])
+      zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                           (loss_shape, aux_shape, grads_shape))
+      summed, _ = lax.scan(accumulate, zeros, micro)
+      loss, aux, grads = jax.tree.map(lambda x: x / grad_accum_steps, summed)
+
+    if axis_name is not None:
+      loss, aux, grads = lax.pmean((loss, aux, grads), axis_name)
+    metrics = dict(aux, loss=loss, grad_norm=optax.tree.norm(grads), lr=schedule(state.step))
+    return state.apply_gradients(grads=grads), metrics
+
+  return train_step

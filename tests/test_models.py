@@ -1,0 +1,86 @@
+"""Model shapes, parameter counts (without allocating), patchify and position embeddings."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs.pretrain import get_config
+from msm_jax.models.build import build_encoder
+from msm_jax.models.patches import grid_shape, patchify, unpatchify
+from msm_jax.models.posemb import sincos_2d
+from msm_jax.training.pretrain import MsmTask
+
+VARIANTS = ["tiny", "vit_s", "vit_m", "vit_l", "maskspec_tiny", "maskspec_small", "maskspec_base"]
+
+
+def param_count(tree):
+  return sum(x.size for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("variant,millions", [("vit_s", 38), ("vit_m", 85), ("vit_l", 303)])
+def test_paper_encoder_parameter_counts(variant, millions):
+  config = get_config(variant)
+  encoder = build_encoder(config.model)
+  shapes = jax.eval_shape(encoder.init, jax.random.key(0), jnp.zeros((1, 224, 224, 1)))
+  assert param_count(shapes) / 1e6 == pytest.approx(millions, rel=0.01)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_preset_predicts_every_patch(variant):
+  config = get_config(variant)
+  task = MsmTask(config)
+  params = jax.eval_shape(task.init_params, jax.random.key(0))
+  images = jax.ShapeDtypeStruct((2,) + tuple(config.input_shape), jnp.float32)
+  pred, target, mask = jax.eval_shape(task.predict, params, images, jax.random.key(1),
+                                      jnp.arange(2))
+  ph, pw = config.model.patch_size
+  assert pred.shape == target.shape == (2, task.num_patches, ph * pw * config.input_shape[2])
+  assert pred.dtype == jnp.float32  # loss in float32 even for bfloat16 compute
+  assert mask.shape == (2, task.num_patches)
+
+
+def test_encoder_handles_rectangular_inputs_patches_and_channels():
+  config = get_config("tiny")
+  config.model.patch_size = (4, 8)
+  encoder = build_encoder(config.model)
+  images = jnp.ones((2, 48, 128, 3))
+  params = encoder.init(jax.random.key(0), images)
+  tokens = encoder.apply(params, images)
+  assert tokens.shape == (2, 1 + (48 // 4) * (128 // 8), config.model.encoder.width)
+  visible = jnp.tile(jnp.arange(10)[None], (2, 1))
+  assert encoder.apply(params, images, visible).shape == (2, 11, config.model.encoder.width)
+
+
+def test_patchify_round_trip_and_order():
+  images = jnp.arange(2 * 8 * 12 * 3, dtype=jnp.float32).reshape(2, 8, 12, 3)
+  patches = patchify(images, (4, 6))
+  assert patches.shape == (2, 4, 4 * 6 * 3)
+  # Patch 1 is the top row's second patch (row-major grid), laid out (ph, pw, C).
+  np.testing.assert_array_equal(patches[0, 1], images[0, :4, 6:12].reshape(-1))
+  np.testing.assert_array_equal(unpatchify(patches, (4, 6), (2, 2), 3), images)
+
+
+def test_patch_must_divide_input():
+  with pytest.raises(ValueError, match="not divisible by patch 16x16"):
+    grid_shape((100, 224), (16, 16))
+
+
+def test_sincos_embedding_is_distinct_per_position_and_bounded():
+  emb = sincos_2d((3, 5), 16)
+  assert emb.shape == (15, 16)
+  assert np.abs(emb).max() <= 1.0
+  assert len({tuple(np.round(r, 6)) for r in emb}) == 15
+  # Same row -> identical row half; same column -> identical column half.
+  np.testing.assert_allclose(emb[0, :8], emb[4, :8])
+  np.testing.assert_allclose(emb[0, 8:], emb[5, 8:])
+
+
+def test_bfloat16_compute_keeps_float32_params():
+  config = get_config("tiny")
+  config.model.dtype = "bfloat16"
+  task = MsmTask(config)
+  params = task.init_params(jax.random.key(0))
+  assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype("float32")}
+  images = jnp.ones((2,) + tuple(config.input_shape))
+  pred, _, _ = task.predict(params, images, jax.random.key(0), jnp.arange(2))
+  assert pred.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(pred)))
