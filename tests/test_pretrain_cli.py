@@ -1,0 +1,117 @@
+"""The command line: a few steps of `tiny`, resume, interruption, and config errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from configs.pretrain import get_config
+from msm_jax.checkpoint.manager import Checkpointer
+from msm_jax.training.validate import validate_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--config.input_shape=(32,32,1)", "--config.batch_size=16", "--config.warmup_steps=2",
+         "--config.log_every=2", "--config.checkpoint_every=3", "--config.figure_every=6"]
+
+
+def pretrain(workdir, *flags, wait=True):
+  cmd = [sys.executable, "-m", "launch.pretrain", "--config=configs/pretrain.py:tiny",
+         f"--workdir={workdir}", *SMALL, *flags]
+  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  if not wait:
+    return proc
+  out, err = proc.communicate(timeout=300)
+  return proc.returncode, out, err
+
+
+def records(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_cli_trains_checkpoints_draws_and_resumes(tmp_path):
+  workdir = str(tmp_path / "run")
+  code, out, err = pretrain(workdir, "--config.total_steps=6")
+  assert code == 0, err[-3000:]
+  assert "step 6/6" in out and "samples/s" in out and "ETA" in out
+  rows = records(workdir)
+  assert [r["step"] for r in rows] == [2, 4, 6]
+  assert all({"loss", "lr", "samples_per_sec"} <= set(r) for r in rows)
+  assert os.path.getsize(os.path.join(workdir, "figures", "reconstruction_0000006.png")) > 10_000
+  assert os.listdir(os.path.join(workdir, "tensorboard"))
+  assert Checkpointer(workdir).latest_step() == 6
+
+  code, out, err = pretrain(workdir, "--config.total_steps=10")
+  assert code == 0, err[-3000:]
+  assert "Resumed" in err and "step 10/10" in out
+  assert [r["step"] for r in records(workdir)] == [2, 4, 6, 8, 10]
+  assert Checkpointer(workdir).latest_step() == 10
+  with open(os.path.join(workdir, "status.json")) as f:
+    assert json.load(f) == {"step": 10, "total_steps": 10, "finished": True}
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_continues(tmp_path):
+  workdir = str(tmp_path / "run")
+  proc = pretrain(workdir, "--config.total_steps=100000", "--config.log_every=1",
+                  "--config.checkpoint_every=100000", "--config.figure_every=0", wait=False)
+  metrics = os.path.join(workdir, "metrics.jsonl")
+  deadline = time.time() + 240
+  while not (os.path.exists(metrics) and os.path.getsize(metrics) > 0):
+    assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err[-3000:]
+  stopped_at = Checkpointer(workdir).latest_step()
+  assert stopped_at is not None and stopped_at == records(workdir)[-1]["step"]
+  with open(os.path.join(workdir, "status.json")) as f:
+    assert json.load(f)["finished"] is False
+
+  code, out, err = pretrain(workdir, f"--config.total_steps={stopped_at + 2}",
+                            "--config.log_every=1")
+  assert code == 0, err[-3000:]
+  assert f"Resumed from {workdir} at step {stopped_at}" in err
+  assert [r["step"] for r in records(workdir)][-2:] == [stopped_at + 1, stopped_at + 2]
+
+
+def test_cli_reports_a_bad_config_by_field(tmp_path):
+  code, _, err = pretrain(str(tmp_path / "run"), "--config.mask_ratio=0.99")
+  assert code != 0
+  assert "config.mask_ratio must be in [0.05, 0.95]" in err
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("input_shape", (60, 64, 1), "not divisible by patch 8x8"),
+    ("mask_ratio", 0.02, "config.mask_ratio"),
+    ("batch_size", 12, "config.batch_size=12 is not divisible by the 8 devices"),
+    ("grad_accum_steps", 3, "config.grad_accum_steps=3"),
+    ("warmup_steps", 500, "config.warmup_steps=500"),
+    ("parallel", "dp", "config.parallel"),
+])
+def test_impossible_configs_name_the_field(field, value, message):
+  config = get_config("tiny")
+  config[field] = value
+  with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
+    validate_config(config)
+    from msm_jax.training.parallel import Parallel
+    Parallel(config.parallel)
+
+
+def test_dtype_and_data_source_errors_name_the_field():
+  config = get_config("tiny")
+  config.model.dtype = "float16"
+  with pytest.raises(ValueError, match="config.model.dtype"):
+    validate_config(config)
+  from msm_jax.data.source import make_source
+  config = get_config("tiny")
+  config.data.source = "s3"
+  with pytest.raises(ValueError, match="config.data.source"):
+    make_source(config.data, config.input_shape, 0)
+  config.data.source = "tfds"
+  config.data.data_dir = "/nonexistent/msm"
+  with pytest.raises(ValueError, match="config.data"):
+    make_source(config.data, config.input_shape, 0)
