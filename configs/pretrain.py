@@ -38,6 +38,7 @@ def get_config(variant: str = "tiny"):
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "synthetic"  # built in, offline; or "tfds" (see launch/make_dataset.py)
+  c.data.generator = "synthetic"  # scene generator of the synthetic source
   c.data.name = "radio_pretrain"
   c.data.data_dir = ""
   c.data.split = "train"

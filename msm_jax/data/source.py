@@ -1,0 +1,63 @@
+"""The data interface the training loop relies on, and the factory choosing an implementation.
+
+This module and everything it imports at top level is TensorFlow-free: the tf.data source is
+imported only when `config.data.source == 'tfds'`.
+"""
+from typing import Iterator, Protocol
+
+import numpy as np
+
+SOURCES = ("synthetic", "tfds")
+
+
+class Source(Protocol):
+  input_shape: tuple[int, int, int]  # (Nt time frames, Nf frequency bins, C channels)
+
+  def batches(self, *, global_batch_size: int, start_step: int,
+              process_index: int = 0, process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+    """Yields, for step = start_step, start_step+1, ..., this process's slice of global batch `step`:
+    {'image': float32 array (global_batch_size // process_count, Nt, Nf, C)}, already log-power +
+    standardised.
+
+    Deterministic: the same (seed, step, process_index, process_count) always gives the same arrays,
+    so a restarted run continues the exact data stream, and processes never see the same example.
+    The synthetic source also guarantees that the process slices of a step concatenate (in process
+    order) to the 1-process batch; the tfds source shards files per process instead (no host reads
+    the whole dataset), so its 2-process stream is a different, equally deterministic, one.
+    """
+    ...
+
+
+def make_source(data_config, input_shape: tuple[int, int, int], seed: int) -> Source:
+  """Builds the Source named by `data_config.source` (an ml_collections.ConfigDict: config.data)."""
+  input_shape = check_input_shape(input_shape)
+  if data_config.source == "synthetic":
+    from msm_jax.data.synthetic import SyntheticSource
+    return SyntheticSource(input_shape, seed=seed, prefetch=data_config.prefetch,
+                           generator=data_config.generator)
+  if data_config.source == "tfds":
+    from msm_jax.data.tfds_pipeline import TfdsSource
+    return TfdsSource(name=data_config.name, data_dir=data_config.data_dir, split=data_config.split,
+                      input_shape=input_shape, seed=seed,
+                      shuffle_buffer=data_config.shuffle_buffer, prefetch=data_config.prefetch)
+  raise ValueError(f"config.data.source={data_config.source!r} is unknown; "
+                   f"use one of {', '.join(repr(s) for s in SOURCES)}.")
+
+
+def check_input_shape(input_shape) -> tuple[int, int, int]:
+  """Returns `input_shape` as a tuple of 3 positive ints, or raises naming config.input_shape."""
+  shape = tuple(input_shape)
+  if len(shape) != 3 or not all(isinstance(d, (int, np.integer)) and d > 0 for d in shape):
+    raise ValueError(f"config.input_shape={input_shape!r} must be 3 positive integers "
+                     "(time frames, frequency bins, channels).")
+  return tuple(int(d) for d in shape)
+
+
+def local_batch_size(global_batch_size: int, process_index: int, process_count: int) -> int:
+  """This process's share of a global batch; the global batch must split evenly across processes."""
+  if process_count < 1 or not 0 <= process_index < process_count:
+    raise ValueError(f"process_index={process_index} must lie in [0, process_count={process_count}).")
+  if global_batch_size < 1 or global_batch_size % process_count:
+    raise ValueError(f"global_batch_size={global_batch_size} (config.batch_size) must be a positive "
+                     f"multiple of the process count {process_count}.")
+  return global_batch_size // process_count

@@ -1,0 +1,121 @@
+"""tf.data source reading a locally built tensorflow-datasets dataset (e.g. radio_pretrain).
+
+TensorFlow is imported lazily, through `import_tf`, so importing this module costs nothing.
+Everything is offline: the dataset is opened from its directory with `tfds.builder_from_directory`
+(no registry lookup, no GCS; tfds 4.9.10 also ships with GCS access disabled).
+"""
+import functools
+import os
+import re
+
+from msm_jax.data.normalize import STATS_FILENAME, read_stats, standardize
+from msm_jax.data.source import check_input_shape, local_batch_size
+
+FEATURE = "spectrogram"  # float32 linear power (Nt, Nf, C) in every pretraining dataset
+_VERSION_DIR = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+@functools.cache
+def import_tf():
+  """Imports (tensorflow, tensorflow_datasets) with every GPU hidden from TensorFlow.
+
+  JAX owns the accelerators; TensorFlow only reads files on the CPU and must not reserve
+  accelerator memory.
+  """
+  import tensorflow as tf
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError as error:  # TF was initialised before us: acceptable only if it holds no GPU
+    if tf.config.get_visible_devices("GPU"):
+      raise RuntimeError("TensorFlow was initialised with a visible GPU before msm_jax.data could "
+                         "hide it; import msm_jax data pipelines before using TensorFlow.") from error
+  import tensorflow_datasets as tfds
+  return tf, tfds
+
+
+class DatasetNotBuiltError(FileNotFoundError, ValueError):
+  """The dataset named in the config has not been built under the configured data_dir."""
+
+
+def find_dataset_dir(data_dir: str, name: str) -> str:
+  """The newest built version directory DATA_DIR/NAME/X.Y.Z (NAME may include a '/config')."""
+  if not data_dir:
+    raise DatasetNotBuiltError(
+        f"config.data.data_dir is empty; set it to the directory where config.data.name={name!r} "
+        f"was built with: python -m launch.make_dataset --dataset={name} --data_dir=DIR")
+  root = os.path.join(os.path.expanduser(data_dir), name)
+  versions = [v for v in (os.listdir(root) if os.path.isdir(root) else [])
+              if _VERSION_DIR.match(v) and os.path.exists(os.path.join(root, v, "dataset_info.json"))]
+  if not versions:
+    raise DatasetNotBuiltError(
+        f"config.data.name={name!r} is not built under config.data.data_dir={data_dir!r} (no "
+        f"{root}/<version>/dataset_info.json). Build it with: "
+        f"python -m launch.make_dataset --dataset={name} --data_dir={data_dir}")
+  newest = max(versions, key=lambda v: tuple(int(p) for p in v.split(".")))
+  return os.path.join(root, newest)
+
+
+class TfdsSource:
+  """Source over a built tfds dataset: per-process file shards, seeded shuffle, resumable."""
+
+  def __init__(self, *, name: str, data_dir: str, split: str, input_shape, seed: int,
+               shuffle_buffer: int, prefetch: int):
+    _, tfds = import_tf()
+    self.input_shape = check_input_shape(input_shape)
+    self.dataset_dir = find_dataset_dir(data_dir, name)
+    self._builder = tfds.builder_from_directory(self.dataset_dir)
+    features = self._builder.info.features
+    if FEATURE not in features:
+      raise ValueError(f"{self.dataset_dir} (config.data.name={name!r}) has no {FEATURE!r} feature; "
+                       f"it has {sorted(features.keys())}.")
+    stored = tuple(features[FEATURE].shape)
+    if stored != self.input_shape:
+      raise ValueError(
+          f"config.input_shape={self.input_shape} does not match the spectrogram shape {stored} "
+          f"(time frames, frequency bins, channels) stored in {self.dataset_dir}; set "
+          f"config.input_shape={stored} or rebuild the dataset with launch.make_dataset "
+          "--height --width --channels. Spectrograms are never resized silently.")
+    if split not in self._builder.info.splits:
+      raise ValueError(f"config.data.split={split!r} is not in {self.dataset_dir}; it has "
+                       f"{sorted(self._builder.info.splits.keys())}.")
+    try:
+      self.stats = read_stats(os.path.join(self.dataset_dir, STATS_FILENAME))
+    except FileNotFoundError as error:
+      raise FileNotFoundError(
+          f"{error} Build the dataset (again) with: python -m launch.make_dataset "
+          f"--dataset={name} --data_dir={data_dir}, which writes them from the train split.") from None
+    if shuffle_buffer < 0 or prefetch < 0:
+      raise ValueError(f"config.data.shuffle_buffer={shuffle_buffer} and config.data.prefetch="
+                       f"{prefetch} must be >= 0.")
+    self._split, self._seed = split, seed
+    self._shuffle_buffer, self._prefetch = shuffle_buffer, prefetch
+
+  def batches(self, *, global_batch_size: int, start_step: int,
+              process_index: int = 0, process_count: int = 1):
+    tf, tfds = import_tf()
+    local = local_batch_size(global_batch_size, process_index, process_count)
+    # Equal disjoint per-process slices of the split; each process reads only its own.
+    split = tfds.split_for_jax_process(self._split, process_index=process_index,
+                                       process_count=process_count, drop_remainder=True)
+    if self._builder.info.splits[self._split].num_examples < process_count:
+      raise ValueError(f"config.data.split={self._split!r} of {self.dataset_dir} has fewer examples "
+                       f"than the {process_count} processes reading it.")
+    options = tf.data.Options()
+    options.deterministic = True  # parallel reads and maps keep their order: reproducible streams
+    read_config = tfds.ReadConfig(shuffle_seed=self._seed, options=options)
+    # Spectrograms stay serialised bytes until after the resume skip, which then costs no decoding.
+    ds = self._builder.as_dataset(split=split, shuffle_files=True, read_config=read_config,
+                                  decoders={FEATURE: tfds.decode.SkipDecoding()})
+    if self._shuffle_buffer > 1:
+      ds = ds.shuffle(self._shuffle_buffer, seed=self._seed, reshuffle_each_iteration=True)
+    # Resume: drop the examples of steps already trained on, before the decoding + normalising map.
+    ds = ds.repeat().skip(start_step * local)
+    mean, std = self.stats["mean"], self.stats["std"]
+    decode = self._builder.info.features[FEATURE].decode_example
+    ds = ds.map(lambda example: {"image": standardize(decode(example[FEATURE]), mean, std,
+                                                      log=tf.math.log)},
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(local, drop_remainder=True)
+    if self._prefetch:
+      ds = ds.prefetch(self._prefetch)
+    return iter(tfds.as_numpy(ds))
