@@ -48,7 +48,8 @@ def get_config(variant: str = "tiny"):
   # Optimisation (MAE recipe): lr = base_lr x batch_size / 256, warm-up then half-cycle cosine.
   c.batch_size = 64 if variant == "tiny" else 256  # global, over all devices and hosts
   c.total_steps = 300 if variant == "tiny" else 100_000
-  c.warmup_steps = 30 if variant == "tiny" else 10_000
+  # 10% warm-up (the paper: 40 of 400 epochs); a reference, so --config.total_steps=N moves it.
+  c.warmup_steps = c.get_ref("total_steps") // 10
   c.base_lr = 1e-3
   c.b1, c.b2 = 0.9, 0.95
   c.weight_decay = 0.05
