@@ -1,0 +1,89 @@
+"""PyTorch MAE reference: throughput of one HF `ViTMAEForPreTraining` train step on the CPU.
+
+Measures the PyTorch baseline the README compares msm-jax against: the radio foundation
+model paper's ViT-S MAE (224x224 image, 1 channel, patch 16; encoder 512 wide, 12 layers,
+8 heads, MLP 2048; decoder 256 wide, 8 layers, 16 heads, MLP 1024; mask ratio 0.75,
+norm_pix_loss off, exact GELU, fp32). One train step = forward (loss) + backward +
+AdamW(lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05) step + zero_grad, on a fixed random
+batch. After 2 warm-up steps, `--steps` steps are timed and one JSON line is printed, with
+the FLOP/s of a fp32 2048^3 torch matmul (best of 5) as the machine's attainable peak.
+
+Run it in its own venv (torch 2.13.0 CPU comes from a local file; keep it out of the
+project's environment):
+
+  python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.13.0 transformers numpy
+  /tmp/torchvenv/bin/python benchmarks/pytorch_mae_reference.py --batch_size 16 --steps 5
+"""
+import argparse
+import json
+import time
+
+import torch
+from transformers import ViTMAEConfig, ViTMAEForPreTraining
+
+
+def best_time(fn, repeats: int = 5) -> float:
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
+def matmul_flops_per_sec(size: int = 2048) -> float:
+  a = torch.ones(size, size, dtype=torch.float32)
+  torch.matmul(a, a)  # warm-up
+  return 2 * size**3 / best_time(lambda: torch.matmul(a, a))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--batch_size", type=int, default=16)
+  parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--threads", type=int, default=None, help="default: torch's default")
+  args = parser.parse_args()
+  if args.threads:
+    torch.set_num_threads(args.threads)
+  torch.manual_seed(0)
+
+  config = ViTMAEConfig(
+      image_size=224, num_channels=1, patch_size=16,
+      hidden_size=512, num_hidden_layers=12, num_attention_heads=8, intermediate_size=2048,
+      decoder_hidden_size=256, decoder_num_hidden_layers=8, decoder_num_attention_heads=16,
+      decoder_intermediate_size=1024, mask_ratio=0.75, norm_pix_loss=False, hidden_act="gelu")
+  model = ViTMAEForPreTraining(config).float().train()
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95),
+                                weight_decay=0.05)
+  images = torch.randn(args.batch_size, 1, 224, 224)
+
+  def train_step():
+    loss = model(pixel_values=images).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss
+
+  for _ in range(2):  # warm-up
+    train_step()
+  start = time.perf_counter()
+  for _ in range(args.steps):
+    loss = train_step()
+  seconds = (time.perf_counter() - start) / args.steps
+
+  count = lambda module: sum(p.numel() for p in module.parameters())
+  print(json.dumps({
+      "samples_per_sec": args.batch_size / seconds,
+      "seconds_per_step": seconds,
+      "batch_size": args.batch_size,
+      "threads": torch.get_num_threads(),
+      "torch_version": torch.__version__,
+      "encoder_params": count(model.vit),
+      "decoder_params": count(model.decoder),
+      "torch_matmul_flops_per_sec": matmul_flops_per_sec(),
+      "final_loss": loss.item(),
+  }))
+
+
+if __name__ == "__main__":
+  main()
