@@ -84,3 +84,19 @@ def test_bfloat16_compute_keeps_float32_params():
   images = jnp.ones((2,) + tuple(config.input_shape))
   pred, _, _ = task.predict(params, images, jax.random.key(0), jnp.arange(2))
   assert pred.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(pred)))
+
+
+@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
+def test_attention_matches_textbook_softmax_attention(dtype, tol):
+  from msm_jax.models.vit import Attention
+  x = jax.random.normal(jax.random.key(0), (2, 7, 16))
+  attn = Attention(num_heads=4, dtype=dtype)
+  params = attn.init(jax.random.key(1), x)["params"]
+  qkv = x @ params["qkv"]["kernel"] + params["qkv"]["bias"]
+  q, k, v = (t.reshape(2, 7, 4, 4) for t in jnp.split(qkv, 3, axis=-1))
+  probs = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k) / 2.0, axis=-1)
+  heads = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(2, 7, 16)
+  expected = heads @ params["out"]["kernel"] + params["out"]["bias"]
+  got = attn.apply({"params": params}, x)
+  assert got.dtype == dtype
+  np.testing.assert_allclose(np.asarray(got, np.float32), expected, atol=tol, rtol=tol)

@@ -1,37 +1,42 @@
 """Throughput of the compiled MSM train step on synthetic arrays (no input pipeline, no TF)."""
+import functools
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax.training import train_state
 
 from msm_jax.models.build import compute_dtype
 from msm_jax.models.flops import msm_train_flops_per_sample
+from msm_jax.training.loop import create_train_state
 from msm_jax.training.optimizer import learning_rate_schedule, make_optimizer
 from msm_jax.training.parallel import Parallel
 from msm_jax.training.pretrain import MsmTask
 from msm_jax.training.validate import validate_config
 
 
-def _best_time(fn, repeats: int) -> float:
-  best = float("inf")
+def _median_time(fn, repeats: int) -> float:
+  times = []
   for _ in range(repeats):
     start = time.perf_counter()
     jax.block_until_ready(fn())
-    best = min(best, time.perf_counter() - start)
-  return best
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
 
 
-def matmul_peak_flops(dtype, size: int, repeats: int = 5) -> float:
-  """FLOP/s of a size^3 matrix product in `dtype` on every device (the attainable peak)."""
+def matmul_peak_flops(dtype, size: int, repeats: int = 15) -> float:
+  """Sustained FLOP/s of a size^3 matrix product in `dtype` on every device.
+
+  The median of many repeats, not the best one: on shared or turbo-boosting machines a single
+  short burst can run far above what a multi-second train step can sustain.
+  """
   mesh_sharding = jax.sharding.NamedSharding(
       jax.sharding.Mesh(np.asarray(jax.devices()), ("d",)), jax.sharding.PartitionSpec("d"))
   n = jax.device_count()
   a = jax.device_put(jnp.ones((n, size, size), dtype), mesh_sharding)
   matmul = jax.jit(lambda x: jnp.einsum("bij,bjk->bik", x, x))
   matmul(a).block_until_ready()
-  return n * 2 * size**3 / _best_time(lambda: matmul(a), repeats)
+  return n * 2 * size**3 / _median_time(lambda: matmul(a), repeats)
 
 
 def benchmark(config, batch_size: int, steps: int, peak_size: int = 0) -> dict:
@@ -43,8 +48,8 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0) -> dict:
   parallel = Parallel(config.parallel)
   schedule = learning_rate_schedule(config)
   tx = make_optimizer(config, schedule)
-  params = jax.jit(task.init_params)(jax.random.key(0))
-  state = parallel.place_state(train_state.TrainState.create(apply_fn=None, params=params, tx=tx))
+  state = parallel.init_state(functools.partial(create_train_state, task, tx), jax.random.key(0))
+  params = parallel.host_state(state).params
   step = parallel.compile_step(task.loss_fn, schedule, config.grad_accum_steps)
   images = np.random.default_rng(0).standard_normal(
       (batch_size,) + tuple(config.input_shape), dtype=np.float32)

@@ -2,6 +2,7 @@
 
 Pretraining and finetuning differ only in the `Task` they hand to `train`.
 """
+import functools
 import json
 import os
 import signal
@@ -76,6 +77,10 @@ class _StopRequest:
     return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
 
 
+def create_train_state(task: Task, tx, rng) -> train_state.TrainState:
+  return train_state.TrainState.create(apply_fn=None, params=task.init_params(rng), tx=tx)
+
+
 def train(config, workdir: str, task: Task):
   """Trains `task` as `config` says, resuming from the latest checkpoint in `workdir`."""
   validate_config(config)
@@ -91,19 +96,16 @@ def train(config, workdir: str, task: Task):
   tx = make_optimizer(config, schedule)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
 
-  def init_state(rng):
-    params = task.init_params(rng)
-    return train_state.TrainState.create(apply_fn=None, params=params, tx=tx)
-
+  init_state = functools.partial(create_train_state, task, tx)
   checkpointer = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
   if checkpointer.latest_step() is not None:
     abstract = parallel.state_shardings(jax.eval_shape(init_state, init_rng))
-    state = checkpointer.restore_state(abstract)
-    logging.info("Resumed from %s at step %d.", workdir, int(state.step))
+    state = parallel.place_state(checkpointer.restore_state(abstract))
   else:
-    state = jax.jit(init_state)(init_rng)
-  start_step = int(state.step)
-  state = parallel.place_state(state)
+    state = parallel.init_state(init_state, init_rng)
+  start_step = int(parallel.host_state(state).step)
+  if start_step:
+    logging.info("Resumed from %s at step %d.", workdir, start_step)
 
   step_fn = parallel.compile_step(task.loss_fn, schedule, config.grad_accum_steps)
   batches = source.batches(global_batch_size=config.batch_size, start_step=start_step,

@@ -45,6 +45,14 @@ class Parallel:
       return state, jax.tree.map(lambda m: m[0], metrics)  # pmean made every replica equal
     return run
 
+  def init_state(self, init_fn, rng):
+    """Creates the state straight in the step's layout: no host round trip, and under jit
+    every host builds its replicas locally (device_put of a committed single-device state
+    would be a cross-host transfer)."""
+    if self.mode == "jit":
+      return jax.jit(init_fn, out_shardings=self.replicated)(rng)
+    return self.place_state(jax.jit(init_fn)(rng))
+
   def place_state(self, state):
     """Host/single-device state -> the layout the compiled step expects."""
     if self.mode == "jit":
