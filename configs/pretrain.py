@@ -47,7 +47,7 @@ def get_config(variant: str = "tiny"):
 
   # Optimisation (MAE recipe): lr = base_lr x batch_size / 256, warm-up then half-cycle cosine.
   c.batch_size = 64 if variant == "tiny" else 256  # global, over all devices and hosts
-  c.total_steps = 300 if variant == "tiny" else 100_000
+  c.total_steps = 1000 if variant == "tiny" else 100_000
   # 10% warm-up (the paper: 40 of 400 epochs); a reference, so --config.total_steps=N moves it.
   c.warmup_steps = c.get_ref("total_steps") // 10
   c.base_lr = 1e-3
@@ -57,9 +57,9 @@ def get_config(variant: str = "tiny"):
   c.grad_accum_steps = 1  # micro-batches per step (same global batch, less memory)
 
   c.parallel = "jit"  # or "pmap"
-  c.log_every = 10 if variant == "tiny" else 100
-  c.checkpoint_every = 100 if variant == "tiny" else 2_000
+  c.log_every = 50 if variant == "tiny" else 100
+  c.checkpoint_every = 250 if variant == "tiny" else 2_000
   c.keep_checkpoints = 3
-  c.figure_every = 100 if variant == "tiny" else 5_000  # 0 disables figures
+  c.figure_every = 250 if variant == "tiny" else 5_000  # 0 disables figures
   c.figure_examples = 4
   return c
