@@ -89,7 +89,7 @@ def test_cli_reports_a_bad_config_by_field(tmp_path):
     ("mask_ratio", 0.02, "config.mask_ratio"),
     ("batch_size", 12, "config.batch_size=12 is not divisible by the 8 devices"),
     ("grad_accum_steps", 3, "config.grad_accum_steps=3"),
-    ("warmup_steps", 500, "config.warmup_steps=500"),
+    ("warmup_steps", 5000, "config.warmup_steps=5000"),
     ("parallel", "dp", "config.parallel"),
 ])
 def test_impossible_configs_name_the_field(field, value, message):
