@@ -6,7 +6,7 @@ model paper's ViT-S MAE (224x224 image, 1 channel, patch 16; encoder 512 wide, 1
 norm_pix_loss off, exact GELU, fp32). One train step = forward (loss) + backward +
 AdamW(lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05) step + zero_grad, on a fixed random
 batch. After 2 warm-up steps, `--steps` steps are timed and one JSON line is printed, with
-the FLOP/s of a fp32 2048^3 torch matmul (best of 5) as the machine's attainable peak.
+the FLOP/s of a fp32 2048^3 torch matmul (median of 15) as the machine's attainable peak.
 
 Run it in its own venv (torch 2.13.0 CPU comes from a local file; keep it out of the
 project's environment):
@@ -22,19 +22,20 @@ import torch
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 
-def best_time(fn, repeats: int = 5) -> float:
-  best = float("inf")
+def median_time(fn, repeats: int = 15) -> float:
+  """Median, like msm_jax/training/benchmark.py: robust to bursts on shared machines."""
+  times = []
   for _ in range(repeats):
     start = time.perf_counter()
     fn()
-    best = min(best, time.perf_counter() - start)
-  return best
+    times.append(time.perf_counter() - start)
+  return sorted(times)[len(times) // 2]
 
 
 def matmul_flops_per_sec(size: int = 2048) -> float:
   a = torch.ones(size, size, dtype=torch.float32)
   torch.matmul(a, a)  # warm-up
-  return 2 * size**3 / best_time(lambda: torch.matmul(a, a))
+  return 2 * size**3 / median_time(lambda: torch.matmul(a, a))
 
 
 def main():
