@@ -1,5 +1,6 @@
 """Throughput of the compiled MSM train step on synthetic arrays (no input pipeline, no TF)."""
 import functools
+import resource
 import time
 
 import jax
@@ -39,7 +40,9 @@ def matmul_peak_flops(dtype, size: int, repeats: int = 15) -> float:
   return n * 2 * size**3 / _median_time(lambda: matmul(a), repeats)
 
 
-def benchmark(config, batch_size: int, steps: int, peak_size: int = 0) -> dict:
+def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
+              profile: bool = False) -> dict:
+  """Times `steps` compiled MSM train steps; with `profile`, also where the time goes."""
   config.batch_size = batch_size
   config.total_steps = max(config.total_steps, steps + 1)
   config.warmup_steps = min(config.warmup_steps, config.total_steps - 1)
@@ -58,11 +61,22 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0) -> dict:
 
   state, metrics = step(state, batch, rng)  # compile
   jax.block_until_ready(metrics)
+  usage = resource.getrusage(resource.RUSAGE_SELF)
   start = time.perf_counter()
   for _ in range(steps):
     state, metrics = step(state, batch, rng)
   jax.block_until_ready(metrics)
   seconds = (time.perf_counter() - start) / steps
+  # On CPU, fresh temporaries are page-faulted in every step; worth watching (see README).
+  after = resource.getrusage(resource.RUSAGE_SELF)
+  faults = (after.ru_minflt - usage.ru_minflt) / steps
+  system_seconds = (after.ru_stime - usage.ru_stime) / steps
+  extra = {}
+  if profile:
+    if config.parallel != "jit":
+      raise ValueError("--profile needs config.parallel='jit'")
+    from msm_jax.training.profile import time_by_module
+    extra["time_by_module_ms"] = time_by_module(step, state, batch, rng)
 
   dtype = compute_dtype(config.model.dtype)
   on_cpu = jax.devices()[0].platform == "cpu"
@@ -86,5 +100,8 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0) -> dict:
       "encoder_params": count(params["encoder"]),
       "decoder_params": count(params["decoder"]),
       "final_loss": float(metrics["loss"]),
+      "page_faults_per_step": faults,
+      "system_cpu_seconds_per_step": system_seconds,
       "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+      **extra,
   }

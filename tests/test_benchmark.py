@@ -1,0 +1,25 @@
+"""The benchmark's figures: FLOP count, the JSON fields, and the per-module profile."""
+import pytest
+
+from configs.pretrain import get_config
+from msm_jax.models.flops import msm_train_flops_per_sample
+from msm_jax.training.benchmark import benchmark
+
+
+def test_vit_s_step_flops_match_the_reference_count():
+  # ../shared/REFERENCE.md: ~19.9 GFLOP per sample for the paper's ViT-S MAE train step.
+  config = get_config("vit_s")
+  flops = msm_train_flops_per_sample(config.model, (224, 224, 1), num_visible=49)
+  assert flops / 1e9 == pytest.approx(19.9, rel=0.03)
+
+
+def test_benchmark_reports_throughput_and_where_time_goes():
+  config = get_config("tiny")
+  config.input_shape = (32, 32, 1)
+  result = benchmark(config, batch_size=8, steps=2, peak_size=256, profile=True)
+  assert result["samples_per_sec"] == pytest.approx(8 / result["seconds_per_step"])
+  assert 0 < result["fraction_of_peak"] < 1.5
+  assert result["encoder_params"] == 71296 and result["decoder_params"] > 0
+  modules = result["time_by_module_ms"]
+  assert {"encoder/attn", "encoder/mlp/backward", "decoder/attn", "decoder/mlp"} <= set(modules)
+  assert all(ms >= 0 for ms in modules.values()) and sum(modules.values()) > 0
