@@ -114,7 +114,7 @@ def run_steps(mode: str, out: str):
   for _ in range(STEPS):
     local_batch = next(stream)
     assert local_batch["image"].shape[0] == config.batch_size // jax.process_count()
-    batch = parallel.place_batch(local_batch)
+    batch = parallel.place_batch([local_batch])
     if mode == "jit":
       assert batch["image"].shape[0] == config.batch_size  # one global array
     state, metrics = step_fn(state, batch, train_rng)

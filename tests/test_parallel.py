@@ -30,7 +30,7 @@ def batches(config):
   return [next(stream) for _ in range(STEPS)]
 
 
-def run(mode, accum=1):
+def run(mode, accum=1, steps_per_call=1):
   config = config_for("jit" if mode == "single" else mode, accum)
   task = MsmTask(config)
   schedule = learning_rate_schedule(config)
@@ -42,12 +42,14 @@ def run(mode, accum=1):
       state, metrics = step(state, jax.device_put(batch, jax.devices()[0]), jax.random.key(0))
       losses.append(float(metrics["loss"]))
     return losses, jax.device_get(state.params)
-  parallel = Parallel(mode)
+  parallel = Parallel(mode, steps_per_call)
   state = parallel.place_state(state)
   step = parallel.compile_step(task.loss_fn, schedule, accum)
-  for batch in batches(config):
-    state, metrics = step(state, parallel.place_batch(batch), jax.random.key(0))
-    losses.append(float(metrics["loss"]))
+  stream = iter(batches(config))
+  for _ in range(STEPS // steps_per_call):
+    calls = [next(stream) for _ in range(steps_per_call)]
+    state, metrics = step(state, parallel.place_batch(calls), jax.random.key(0))
+    losses += [None] * (steps_per_call - 1) + [float(metrics["loss"])]
   return losses, jax.device_get(parallel.host_state(state).params)
 
 
@@ -56,13 +58,18 @@ def single():
   return run("single")
 
 
-@pytest.mark.parametrize("mode,accum", [("jit", 1), ("pmap", 1), ("jit", 2)])
-def test_parallel_step_matches_single_device(single, mode, accum):
+@pytest.mark.parametrize("mode,accum,steps_per_call",
+                         [("jit", 1, 1), ("pmap", 1, 1), ("jit", 2, 1), ("jit", 1, 3),
+                          ("pmap", 1, 3)])
+def test_parallel_step_matches_single_device(single, mode, accum, steps_per_call):
   assert jax.device_count() == 8
-  losses, params = run(mode, accum)
+  losses, params = run(mode, accum, steps_per_call)
   ref_losses, ref_params = single
   assert len(set(ref_losses)) == STEPS  # the steps really differ
-  np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+  # A call of several steps reports its last step's metrics.
+  reported = [i for i, loss in enumerate(losses) if loss is not None]
+  np.testing.assert_allclose([losses[i] for i in reported], [ref_losses[i] for i in reported],
+                             rtol=1e-5)
   # Adam turns float-rounding-sized gradients into updates of a few % of lr (6e-5 here), so
   # parameters agree to well under one update, not bitwise.
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),

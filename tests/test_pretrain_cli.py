@@ -91,6 +91,7 @@ def test_cli_reports_a_bad_config_by_field(tmp_path):
     ("grad_accum_steps", 3, "config.grad_accum_steps=3"),
     ("warmup_steps", 5000, "config.warmup_steps=5000"),
     ("parallel", "dp", "config.parallel"),
+    ("steps_per_call", 7, "config.total_steps=1000 must be a multiple of config.steps_per_call=7"),
 ])
 def test_impossible_configs_name_the_field(field, value, message):
   config = get_config("tiny")
@@ -115,3 +116,14 @@ def test_dtype_and_data_source_errors_name_the_field():
   config.data.data_dir = "/nonexistent/msm"
   with pytest.raises(ValueError, match="config.data"):
     make_source(config.data, config.input_shape, 0)
+
+
+def test_several_steps_per_call_log_and_checkpoint_at_call_boundaries(tmp_path):
+  from msm_jax.training.pretrain import pretrain
+  config = get_config("tiny")
+  config.update(dict(input_shape=(32, 32, 1), batch_size=16, total_steps=6, warmup_steps=1,
+                     steps_per_call=2, log_every=2, checkpoint_every=4, figure_every=0))
+  state = pretrain(config, str(tmp_path))
+  assert int(state.step) == 6
+  assert [r["step"] for r in records(str(tmp_path))] == [2, 4, 6]
+  assert Checkpointer(str(tmp_path)).all_steps() == [4, 6]

@@ -42,13 +42,17 @@ def matmul_peak_flops(dtype, size: int, repeats: int = 15) -> float:
 
 def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
               profile: bool = False) -> dict:
-  """Times `steps` compiled MSM train steps; with `profile`, also where the time goes."""
+  """Times `steps` MSM train steps (config.steps_per_call per compiled call); with `profile`,
+  also where the time goes."""
   config.batch_size = batch_size
-  config.total_steps = max(config.total_steps, steps + 1)
+  per_call = config.steps_per_call
+  if steps % per_call:
+    raise ValueError(f"--steps={steps} must be a multiple of config.steps_per_call={per_call}")
+  config.total_steps = max(config.total_steps, steps + per_call)
   config.warmup_steps = min(config.warmup_steps, config.total_steps - 1)
   validate_config(config)
   task = MsmTask(config)
-  parallel = Parallel(config.parallel)
+  parallel = Parallel(config.parallel, per_call)
   schedule = learning_rate_schedule(config)
   tx = make_optimizer(config, schedule)
   state = parallel.init_state(functools.partial(create_train_state, task, tx), jax.random.key(0))
@@ -56,14 +60,14 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
   step = parallel.compile_step(task.loss_fn, schedule, config.grad_accum_steps)
   images = np.random.default_rng(0).standard_normal(
       (batch_size,) + tuple(config.input_shape), dtype=np.float32)
-  batch = parallel.place_batch({"image": images})
+  batch = parallel.place_batch([{"image": images}] * per_call)
   rng = jax.random.key(1)
 
   state, metrics = step(state, batch, rng)  # compile
   jax.block_until_ready(metrics)
   usage = resource.getrusage(resource.RUSAGE_SELF)
   start = time.perf_counter()
-  for _ in range(steps):
+  for _ in range(steps // per_call):
     state, metrics = step(state, batch, rng)
   jax.block_until_ready(metrics)
   seconds = (time.perf_counter() - start) / steps
@@ -91,6 +95,7 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
       "batch_size": batch_size,
       "input_shape": list(config.input_shape),
       "mask_ratio": config.mask_ratio,
+      "steps_per_call": per_call,
       "seconds_per_step": seconds,
       "samples_per_sec": batch_size / seconds,
       "step_flops": step_flops,

@@ -84,7 +84,7 @@ def create_train_state(task: Task, tx, rng) -> train_state.TrainState:
 def train(config, workdir: str, task: Task):
   """Trains `task` as `config` says, resuming from the latest checkpoint in `workdir`."""
   validate_config(config)
-  parallel = Parallel(config.parallel)
+  parallel = Parallel(config.parallel, config.steps_per_call)
   source = make_source(config.data, tuple(config.input_shape), config.seed)
   is_chief = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
@@ -125,11 +125,11 @@ def train(config, workdir: str, task: Task):
   with _StopRequest() as stop:
     step = start_step
     while step < config.total_steps:
-      local_batch = next(batches)
+      local_batches = [next(batches) for _ in range(config.steps_per_call)]
       if figure_images is None:
-        figure_images = local_batch["image"][:config.figure_examples]
-      state, metrics = step_fn(state, parallel.place_batch(local_batch), train_rng)
-      step += 1
+        figure_images = local_batches[0]["image"][:config.figure_examples]
+      state, metrics = step_fn(state, parallel.place_batch(local_batches), train_rng)
+      step += config.steps_per_call
       last = step == config.total_steps
       if step % config.log_every == 0 or last:
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}

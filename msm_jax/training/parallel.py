@@ -12,31 +12,35 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from msm_jax.training.step import make_train_step
+from msm_jax.training.step import make_multi_step, make_train_step
 
 PMAP_AXIS = "batch"
 
 
 class Parallel:
+  """`steps_per_call` > 1 compiles that many steps into one call (make_multi_step); batches
+  are then stacked on a new leading axis (see place_batch)."""
 
-  def __init__(self, mode: str):
+  def __init__(self, mode: str, steps_per_call: int = 1):
     if mode not in ("jit", "pmap"):
       raise ValueError(f"config.parallel={mode!r}: choose 'jit' or 'pmap'")
     self.mode = mode
+    self.steps_per_call = steps_per_call
     self.mesh = Mesh(np.asarray(jax.devices()), ("data",))
     self.replicated = NamedSharding(self.mesh, P())
-    self.data_sharding = NamedSharding(self.mesh, P("data"))
+    stacked = (None,) if steps_per_call > 1 else ()
+    self.data_sharding = NamedSharding(self.mesh, P(*stacked, "data"))
     # pmap's layout: a leading axis of length local_device_count, one slice per local device.
     self.local_stack = NamedSharding(Mesh(np.asarray(jax.local_devices()), (PMAP_AXIS,)),
                                      P(PMAP_AXIS))
 
   def compile_step(self, loss_fn, schedule, grad_accum_steps: int = 1):
     if self.mode == "jit":
-      step = make_train_step(loss_fn, schedule, grad_accum_steps=grad_accum_steps)
+      step = self._calls(make_train_step(loss_fn, schedule, grad_accum_steps=grad_accum_steps))
       return jax.jit(step, in_shardings=(self.replicated, self.data_sharding, self.replicated),
                      out_shardings=(self.replicated, self.replicated), donate_argnums=0)
-    step = make_train_step(loss_fn, schedule, grad_accum_steps=grad_accum_steps,
-                           axis_name=PMAP_AXIS)
+    step = self._calls(make_train_step(loss_fn, schedule, grad_accum_steps=grad_accum_steps,
+                                       axis_name=PMAP_AXIS))
     pstep = jax.pmap(step, axis_name=PMAP_AXIS, in_axes=(0, 0, None), donate_argnums=0)
 
     @functools.wraps(step)
@@ -44,6 +48,9 @@ class Parallel:
       state, metrics = pstep(state, batch, rng)
       return state, jax.tree.map(lambda m: m[0], metrics)  # pmean made every replica equal
     return run
+
+  def _calls(self, step):
+    return step if self.steps_per_call == 1 else make_multi_step(step)
 
   def init_state(self, init_fn, rng):
     """Creates the state straight in the step's layout: no host round trip, and under jit
@@ -79,11 +86,22 @@ class Parallel:
     return jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=target), abstract_state)
 
-  def place_batch(self, local_batch: dict):
-    """This process's rows of the global batch -> device arrays for the compiled step."""
+  def place_batch(self, local_batches: list):
+    """This process's rows of the global batch of each step of a call (a list of
+    `steps_per_call` dicts) -> device arrays for the compiled step."""
+    if len(local_batches) != self.steps_per_call:
+      raise ValueError(f"{len(local_batches)} batches for {self.steps_per_call} steps per call")
+    if self.steps_per_call == 1:
+      batch = local_batches[0]
+    else:
+      batch = jax.tree.map(lambda *xs: np.stack(xs), *local_batches)
     if self.mode == "jit":
       return jax.tree.map(
-          lambda x: jax.make_array_from_process_local_data(self.data_sharding, x), local_batch)
+          lambda x: jax.make_array_from_process_local_data(self.data_sharding, x), batch)
     n = jax.local_device_count()
-    return jax.tree.map(lambda x: jax.device_put(x.reshape((n, -1) + x.shape[1:]),
-                                                 self.local_stack), local_batch)
+
+    def per_device(x):  # the device axis leads, any step axis follows it
+      if self.steps_per_call == 1:
+        return x.reshape((n, -1) + x.shape[1:])
+      return np.swapaxes(x.reshape((x.shape[0], n, -1) + x.shape[2:]), 0, 1)
+    return jax.tree.map(lambda x: jax.device_put(per_device(x), self.local_stack), batch)

@@ -24,8 +24,14 @@ def validate_config(config):
   _require(0 <= config.warmup_steps < config.total_steps,
            f"config.warmup_steps={config.warmup_steps} must be below config.total_steps="
            f"{config.total_steps}")
-  for field in ("log_every", "checkpoint_every", "grad_accum_steps", "keep_checkpoints"):
+  for field in ("log_every", "checkpoint_every", "grad_accum_steps", "keep_checkpoints",
+                "steps_per_call"):
     _require(config[field] >= 1, f"config.{field}={config[field]} must be >= 1")
+  # The loop logs, saves and stops between calls, so those cadences must be whole calls.
+  for field in ("total_steps", "log_every", "checkpoint_every", "figure_every"):
+    _require(config[field] % config.steps_per_call == 0,
+             f"config.{field}={config[field]} must be a multiple of "
+             f"config.steps_per_call={config.steps_per_call}")
   devices = jax.device_count()
   per_device, rest = divmod(config.batch_size, devices)
   _require(rest == 0 and per_device > 0,
