@@ -22,7 +22,6 @@ from msm_jax.training.validate import validate_config
 
 class Task:
   """What a job supplies: parameters, a loss, what to export, and optionally a figure."""
-  input_shape: tuple
 
   def init_params(self, rng):
     raise NotImplementedError
