@@ -121,9 +121,10 @@ def test_dtype_and_data_source_errors_name_the_field():
 def test_several_steps_per_call_log_and_checkpoint_at_call_boundaries(tmp_path):
   from msm_jax.training.pretrain import pretrain
   config = get_config("tiny")
-  config.update(dict(input_shape=(32, 32, 1), batch_size=16, total_steps=6, warmup_steps=1,
-                     steps_per_call=2, log_every=2, checkpoint_every=4, figure_every=0))
+  config.update(dict(input_shape=(32, 32, 1), batch_size=16, total_steps=8, warmup_steps=1,
+                     steps_per_call=2, log_every=3, checkpoint_every=5, figure_every=0))
   state = pretrain(config, str(tmp_path))
-  assert int(state.step) == 6
-  assert [r["step"] for r in records(str(tmp_path))] == [2, 4, 6]
-  assert Checkpointer(str(tmp_path)).all_steps() == [4, 6]
+  assert int(state.step) == 8
+  # Calls end at steps 2, 4, 6, 8: a cadence is honoured at the end of the call reaching it.
+  assert [r["step"] for r in records(str(tmp_path))] == [4, 6, 8]
+  assert Checkpointer(str(tmp_path)).all_steps() == [6, 8]

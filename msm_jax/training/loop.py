@@ -65,12 +65,12 @@ class _StopRequest:
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
 
-  def agreed(self, step: int, every: int) -> bool:
+  def agreed(self, sync_point: bool) -> bool:
     """Whether to stop now. Hosts must all stop at the same step, so with several processes
-    they only compare flags (a collective) every `every` steps."""
+    they only compare flags (a collective) at sync points (the log steps)."""
     if jax.process_count() == 1:
       return self.requested
-    if step % every:
+    if not sync_point:
       return False
     from jax.experimental import multihost_utils
     return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
@@ -130,21 +130,25 @@ def train(config, workdir: str, task: Task):
       state, metrics = step_fn(state, parallel.place_batch(local_batches), train_rng)
       step += config.steps_per_call
       last = step == config.total_steps
-      if step % config.log_every == 0 or last:
+
+      def due(every: int) -> bool:  # the call just run included a step that is a multiple
+        return every > 0 and (step % every < config.steps_per_call or last)
+
+      if due(config.log_every):
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         if not np.isfinite(metrics["loss"]):
           raise FloatingPointError(
               f"loss is {metrics['loss']} at step {step}; the last good checkpoint is in "
               f"{workdir}. Lower config.base_lr or set config.grad_clip_norm.")
         logger.log(step, metrics)
-      if config.figure_every and (step % config.figure_every == 0 or last) and is_chief:
+      if due(config.figure_every) and is_chief:
         with logger.excluded():
           params = jax.device_get(parallel.host_state(state).params)
           path = task.save_figure(params, figure_images, step, workdir)
           if path:
             logging.info("Figure: %s", path)
-      stopping = stop.agreed(step, config.log_every)
-      if step % config.checkpoint_every == 0 or last or stopping:
+      stopping = stop.agreed(due(config.log_every))
+      if due(config.checkpoint_every) or stopping:
         save_checkpoint(step)
       if stopping:
         logging.warning("Stopped at step %d; rerun the same command to resume.", step)
