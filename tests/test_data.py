@@ -13,6 +13,7 @@ from configs.pretrain import get_config
 from msm_jax.data import make_source
 from msm_jax.data.normalize import (EPS, STATS_FILENAME, compute_stats, log_power_db, read_stats,
                                     standardize, write_stats)
+from msm_jax.data import generators
 from msm_jax.data.synthetic import SyntheticSource, prefetched, synthetic_power_spectrogram
 
 SHAPE = (32, 32, 1)
@@ -55,7 +56,8 @@ def test_data_modules_import_without_tensorflow():
   code = ("import sys, msm_jax.data, msm_jax.data.source, msm_jax.data.synthetic, "
           "msm_jax.data.normalize, msm_jax.data.tfds_pipeline, msm_jax.data.radio_pretrain\n"
           "import ml_collections\n"
-          "c = ml_collections.ConfigDict(dict(source='synthetic', generator='synthetic', prefetch=0))\n"
+          "c = ml_collections.ConfigDict(dict(source='synthetic', generator='synthetic', "
+          "split='train', prefetch=0))\n"
           "next(msm_jax.data.make_source(c, (8, 8, 1), 0).batches(global_batch_size=2, start_step=0))\n"
           "print(sorted(m for m in sys.modules if m.startswith('tensorflow')))")
   result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
@@ -215,6 +217,71 @@ def test_numpy_and_tensorflow_normalisation_agree():
   assert expected.dtype == got.dtype == np.float32
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
   assert expected[0, 0, 0, 0] == pytest.approx((10 * np.log10(EPS) - 2.5) / 7.5, rel=1e-5)
+
+
+# ---------------------------------------------------------------- labelled generators
+
+
+def _toy_example(rng, shape, split):
+  """Class = which third of the band holds a tone; pixel labels mark the tone."""
+  label = int(rng.integers(3))
+  power = np.ones(shape, np.float32) * rng.uniform(0.5, 2.0)
+  band = slice(label * shape[1] // 3, (label + 1) * shape[1] // 3)
+  power[:, band] += 100.0 if split == "train" else 10.0
+  pixels = np.zeros(shape[:2], np.uint8)
+  pixels[:, band] = 1
+  return {"spectrogram": power, "label": label, "pixels": pixels}
+
+
+TOY_CLASS = generators.Generator(_toy_example, label="class", classes=("low", "mid", "high"))
+TOY_PIXEL = generators.Generator(
+    lambda rng, shape, split: {"spectrogram": _toy_example(rng, shape, split)["spectrogram"],
+                               "label": _toy_example(rng, shape, split)["pixels"]},
+    label="pixel", classes=("noise", "tone"))
+
+
+@pytest.fixture
+def toy_generators(monkeypatch):
+  monkeypatch.setitem(generators.GENERATORS, "toy_class", f"{__name__}:TOY_CLASS")
+  monkeypatch.setitem(generators.GENERATORS, "toy_pixel", f"{__name__}:TOY_PIXEL")
+  monkeypatch.setitem(generators.GENERATORS, "toy_broken", f"{__name__}:TOY_BROKEN")
+
+
+TOY_BROKEN = generators.Generator(lambda rng, shape, split: {"spectrogram": np.ones(shape)},
+                                  label="class", classes=("a",))
+
+
+def test_labelled_sources_carry_labels_and_splits_differ(toy_generators):
+  source = make_source(data_config(generator="toy_class"), SHAPE, SEED)
+  assert source.classes == ("low", "mid", "high")
+  batch = next(source.batches(global_batch_size=6, start_step=0))
+  assert batch["label"].dtype == np.int32 and batch["label"].shape == (6,)
+  for image, label in zip(batch["image"], batch["label"]):  # the label names the loud third
+    assert np.argmax(image.mean(axis=(0, 2))[:30].reshape(3, -1).mean(axis=1)) == label
+  pixel = make_source(data_config(generator="toy_pixel"), SHAPE, SEED)
+  labels = next(pixel.batches(global_batch_size=2, start_step=0))["label"]
+  assert labels.shape == (2,) + SHAPE[:2] and labels.dtype == np.int32
+  validation = make_source(data_config(generator="toy_class"), SHAPE, SEED, split="validation")
+  assert validation.stats == source.stats  # standardised with the train split's statistics
+  epoch = list(validation.epoch(4, num_examples=10))
+  assert [len(b["label"]) for b in epoch] == [4, 4, 2]
+  again = np.concatenate([b["image"] for b in validation.epoch(3, num_examples=10)])
+  np.testing.assert_array_equal(np.concatenate([b["image"] for b in epoch]), again)
+  assert not np.isin(again, np.concatenate(
+      [b["image"] for b in source.epoch(5, num_examples=10)])).all()
+  with pytest.raises(ValueError, match="eval_examples"):
+    source.epoch(4)
+
+
+def test_bad_generators_are_named(toy_generators):
+  with pytest.raises(ValueError, match=r"config\.data\.generator='nope'"):
+    make_source(data_config(generator="nope"), SHAPE, SEED)
+  with pytest.raises(ValueError, match=r"'toy_broken'.*float32"):
+    make_source(data_config(generator="toy_broken"), SHAPE, SEED)
+  with pytest.raises(ValueError, match="class names exactly when labelled"):
+    generators.Generator(_toy_example, label="class")
+  with pytest.raises(ValueError, match=r"config\.data\.split='dev'"):
+    make_source(data_config(), SHAPE, SEED, split="dev")
 
 
 # ---------------------------------------------------------------- radio_pretrain + TfdsSource

@@ -1,9 +1,9 @@
 """`radio_pretrain`: a tensorflow-datasets builder of unlabelled power spectrograms, built locally.
 
 Examples are {'spectrogram': float32 linear power (Nt, Nf, C)} in train/validation/test splits,
-produced by a per-example generator registered in msm_jax.data.synthetic.GENERATORS (default
-'synthetic'). Example i of split s is generator(np.random.default_rng([seed, s, i]), shape), so a
-dataset is fully determined by its parameters, which are stored in its metadata.json. After
+produced by a per-example generator registered in msm_jax.data.generators (default 'synthetic';
+labels, if any, are dropped). Example i of split s is generator(default_rng([seed, s, i]), shape, s),
+so a dataset is fully determined by its parameters, which are stored in its metadata.json. After
 building, normalisation statistics of the train split are written to stats.json in the same
 version directory (DATA_DIR/radio_pretrain/1.0.0/), where TfdsSource reads them.
 
@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from msm_jax.data.normalize import STATS_FILENAME, compute_stats, write_stats
-from msm_jax.data.synthetic import get_generator
+from msm_jax.data.generators import get_generator
 from msm_jax.data.tfds_pipeline import FEATURE, import_tf
 
 NAME = "radio_pretrain"
@@ -73,7 +73,7 @@ def builder_class():
       count = p["num_examples"] if split == "train" else p["num_eval_examples"]
       for index in range(count):
         rng = np.random.default_rng([p["seed"], SPLIT_IDS[split], index])
-        yield index, {FEATURE: generate(rng, shape)}
+        yield index, {FEATURE: generate(rng, shape, split)[FEATURE]}
 
     def _post_download_and_prepare_hook(self):
       write_train_stats(self)

@@ -12,12 +12,14 @@ SOURCES = ("synthetic", "tfds")
 
 class Source(Protocol):
   input_shape: tuple[int, int, int]  # (Nt time frames, Nf frequency bins, C channels)
+  classes: tuple[str, ...]  # label names of a labelled dataset, () when unlabelled
+  stats: dict  # {'mean', 'std'} of the train split's log power, used to standardise
 
   def batches(self, *, global_batch_size: int, start_step: int,
               process_index: int = 0, process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
     """Yields, for step = start_step, start_step+1, ..., this process's slice of global batch `step`:
     {'image': float32 array (global_batch_size // process_count, Nt, Nf, C)}, already log-power +
-    standardised.
+    standardised, plus for labelled data 'label': int32 class ids (B,) or per-pixel maps (B, Nt, Nf).
 
     Deterministic: the same (seed, step, process_index, process_count) always gives the same arrays,
     so a restarted run continues the exact data stream, and processes never see the same example.
@@ -27,17 +29,25 @@ class Source(Protocol):
     """
     ...
 
+  def epoch(self, batch_size: int, num_examples: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """One ordered pass over the split (for evaluation), the same features as `batches`; the last
+    batch may be smaller. `num_examples` > 0 stops after that many examples."""
+    ...
 
-def make_source(data_config, input_shape: tuple[int, int, int], seed: int) -> Source:
-  """Builds the Source named by `data_config.source` (an ml_collections.ConfigDict: config.data)."""
+
+def make_source(data_config, input_shape: tuple[int, int, int], seed: int,
+                split: str | None = None) -> Source:
+  """Builds the Source named by `data_config.source` (an ml_collections.ConfigDict: config.data),
+  reading `split` (default config.data.split)."""
   input_shape = check_input_shape(input_shape)
+  split = split or data_config.split
   if data_config.source == "synthetic":
     from msm_jax.data.synthetic import SyntheticSource
     return SyntheticSource(input_shape, seed=seed, prefetch=data_config.prefetch,
-                           generator=data_config.generator)
+                           generator=data_config.generator, split=split)
   if data_config.source == "tfds":
     from msm_jax.data.tfds_pipeline import TfdsSource
-    return TfdsSource(name=data_config.name, data_dir=data_config.data_dir, split=data_config.split,
+    return TfdsSource(name=data_config.name, data_dir=data_config.data_dir, split=split,
                       input_shape=input_shape, seed=seed,
                       shuffle_buffer=data_config.shuffle_buffer, prefetch=data_config.prefetch)
   raise ValueError(f"config.data.source={data_config.source!r} is unknown; "

@@ -13,8 +13,8 @@ mean 1 + scene power, where the scene is a random mix of emitters, each at its o
 Channels are antennas seeing the same scene through their own frequency-selective gain, with
 independent noise.
 
-Generators have the signature `generator(rng, shape) -> float32 power array of `shape``, and are
-registered by name in GENERATORS so that other scene models plug in beside this one.
+This is the 'synthetic' scene model of msm_jax.data.generators, where other scene models plug in
+beside it, and SyntheticSource streams any registered model.
 """
 import itertools
 import queue
@@ -22,6 +22,7 @@ import threading
 
 import numpy as np
 
+from msm_jax.data.generators import SPLITS, Generator, check_example, get_generator
 from msm_jax.data.normalize import compute_stats, standardize
 from msm_jax.data.source import check_input_shape, local_batch_size
 
@@ -157,34 +158,49 @@ def synthetic_power_spectrogram(rng: np.random.Generator, shape: tuple[int, int,
   return mean_power * fluctuation
 
 
-GENERATORS = {"synthetic": synthetic_power_spectrogram}
+def _example(rng, shape, split):
+  del split  # no domains: every split is drawn from the same scene distribution
+  return {"spectrogram": synthetic_power_spectrogram(rng, shape)}
 
 
-def get_generator(name: str):
-  """The registered per-example generator `name`."""
-  if name not in GENERATORS:
-    raise ValueError(f"Spectrogram generator {name!r} is unknown; registered: {sorted(GENERATORS)}.")
-  return GENERATORS[name]
+GENERATOR = Generator(_example)
 
 
 class SyntheticSource:
-  """Source of generated spectrograms: example i of a run is a pure function of (seed, i)."""
+  """Source of generated examples: example i of a split is a pure function of (seed, split, i)."""
 
-  def __init__(self, input_shape, *, seed: int, prefetch: int = 2, generator: str = "synthetic"):
+  def __init__(self, input_shape, *, seed: int, prefetch: int = 2, generator: str = "synthetic",
+               split: str = "train"):
     self.input_shape = check_input_shape(input_shape)
-    self._seed = seed
-    self._prefetch = prefetch
+    if split not in SPLITS:
+      raise ValueError(f"config.data.split={split!r} must be one of {SPLITS} for generated data.")
+    self._seed, self._prefetch, self.split = seed, prefetch, split
     self._generator_name = generator
-    self._generate = get_generator(generator)
-    self.stats = compute_stats(self.power(i) for i in range(STATS_EXAMPLES))
+    self.generator = get_generator(generator)
+    self.classes = self.generator.classes
+    # Statistics always come from the train split, whichever split this source reads.
+    self.stats = compute_stats(self.example(i, "train")["spectrogram"]
+                               for i in range(STATS_EXAMPLES))
+
+  def example(self, index: int, split: str | None = None) -> dict:
+    """Raw features of example `index` of `split` (default: this source's split)."""
+    split = split or self.split
+    # Train keeps the seed sequence [seed, index]; other splits add their id, so never overlap.
+    key = [self._seed, index] if split == "train" else [self._seed, SPLITS.index(split), index]
+    example = self.generator(np.random.default_rng(key), self.input_shape, split)
+    return check_example(example, self.generator, self.input_shape, self._generator_name)
 
   def power(self, index: int) -> np.ndarray:
-    """Linear power of global example `index` (before log + standardisation)."""
-    power = self._generate(np.random.default_rng([self._seed, index]), self.input_shape)
-    if power.shape != self.input_shape or power.dtype != np.float32:
-      raise ValueError(f"Generator {self._generator_name!r} returned {power.dtype} {power.shape}; "
-                       f"expected float32 {self.input_shape}.")
-    return power
+    """Linear power of example `index` of this source's split (before log + standardisation)."""
+    return self.example(index)["spectrogram"]
+
+  def _batch(self, indices) -> dict:
+    examples = [self.example(i) for i in indices]
+    power = np.stack([e["spectrogram"] for e in examples])
+    batch = {"image": standardize(power, self.stats["mean"], self.stats["std"])}
+    if self.generator.label != "none":
+      batch["label"] = np.stack([np.asarray(e["label"], np.int32) for e in examples])
+    return batch
 
   def batches(self, *, global_batch_size: int, start_step: int,
               process_index: int = 0, process_count: int = 1):
@@ -192,10 +208,21 @@ class SyntheticSource:
 
     def make_batch(step):
       first = step * global_batch_size + process_index * local
-      power = np.stack([self.power(first + i) for i in range(local)])
-      return {"image": standardize(power, self.stats["mean"], self.stats["std"])}
+      return self._batch(range(first, first + local))
 
     return prefetched(make_batch, itertools.count(start_step), self._prefetch)
+
+  def epoch(self, batch_size: int, num_examples: int = 0):
+    """Examples 0..num_examples-1 of the split, in order, in batches (the last may be smaller).
+
+    Generated splits are endless, so `num_examples` (config.data.eval_examples) must be > 0.
+    """
+    if num_examples < 1 or batch_size < 1:
+      raise ValueError(f"Evaluating generated data needs config.data.eval_examples >= 1 (got "
+                       f"{num_examples}) and a batch size >= 1 (got {batch_size}).")
+    starts = range(0, num_examples, batch_size)
+    return prefetched(lambda s: self._batch(range(s, min(s + batch_size, num_examples))), starts,
+                      self._prefetch)
 
 
 class _Failure:

@@ -11,7 +11,8 @@ import re
 from msm_jax.data.normalize import STATS_FILENAME, read_stats, standardize
 from msm_jax.data.source import check_input_shape, local_batch_size
 
-FEATURE = "spectrogram"  # float32 linear power (Nt, Nf, C) in every pretraining dataset
+FEATURE = "spectrogram"  # float32 linear power (Nt, Nf, C) in every dataset
+LABEL = "label"  # labelled datasets: class id (tfds ClassLabel) or per-pixel ids (Nt, Nf)
 _VERSION_DIR = re.compile(r"^\d+\.\d+\.\d+$")
 
 
@@ -89,6 +90,34 @@ class TfdsSource:
                        f"{prefetch} must be >= 0.")
     self._split, self._seed = split, seed
     self._shuffle_buffer, self._prefetch = shuffle_buffer, prefetch
+    self.classes = dataset_classes(self._builder.info, self.dataset_dir)
+    if LABEL in features and tuple(features[LABEL].shape) not in ((), self.input_shape[:2]):
+      raise ValueError(f"{self.dataset_dir}: {LABEL!r} has shape {features[LABEL].shape}; expected a "
+                       f"class id () or a per-pixel map {self.input_shape[:2]}.")
+
+  def _prepare(self, ds):
+    """Raw (undecoded) examples -> {'image': standardised float32, ['label': int32]}."""
+    tf, _ = import_tf()
+    features = self._builder.info.features
+    mean, std = self.stats["mean"], self.stats["std"]
+    decode = features[FEATURE].decode_example
+    has_label = LABEL in features
+
+    def prepare(example):
+      out = {"image": standardize(decode(example[FEATURE]), mean, std, log=tf.math.log)}
+      if has_label:
+        out["label"] = tf.cast(features[LABEL].decode_example(example[LABEL]), tf.int32)
+      return out
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+  def _read(self, split, read_config, shuffle_files):
+    _, tfds = import_tf()
+    features = self._builder.info.features
+    # Everything stays serialised until after any resume skip, which then costs no decoding.
+    decoders = {key: tfds.decode.SkipDecoding() for key in (FEATURE, LABEL) if key in features}
+    return self._builder.as_dataset(split=split, shuffle_files=shuffle_files,
+                                    read_config=read_config, decoders=decoders)
 
   def batches(self, *, global_batch_size: int, start_step: int,
               process_index: int = 0, process_count: int = 1):
@@ -102,20 +131,32 @@ class TfdsSource:
                        f"than the {process_count} processes reading it.")
     options = tf.data.Options()
     options.deterministic = True  # parallel reads and maps keep their order: reproducible streams
-    read_config = tfds.ReadConfig(shuffle_seed=self._seed, options=options)
-    # Spectrograms stay serialised bytes until after the resume skip, which then costs no decoding.
-    ds = self._builder.as_dataset(split=split, shuffle_files=True, read_config=read_config,
-                                  decoders={FEATURE: tfds.decode.SkipDecoding()})
+    ds = self._read(split, tfds.ReadConfig(shuffle_seed=self._seed, options=options),
+                    shuffle_files=True)
     if self._shuffle_buffer > 1:
       ds = ds.shuffle(self._shuffle_buffer, seed=self._seed, reshuffle_each_iteration=True)
     # Resume: drop the examples of steps already trained on, before the decoding + normalising map.
-    ds = ds.repeat().skip(start_step * local)
-    mean, std = self.stats["mean"], self.stats["std"]
-    decode = self._builder.info.features[FEATURE].decode_example
-    ds = ds.map(lambda example: {"image": standardize(decode(example[FEATURE]), mean, std,
-                                                      log=tf.math.log)},
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = self._prepare(ds.repeat().skip(start_step * local))
     ds = ds.batch(local, drop_remainder=True)
     if self._prefetch:
       ds = ds.prefetch(self._prefetch)
     return iter(tfds.as_numpy(ds))
+
+  def epoch(self, batch_size: int, num_examples: int = 0):
+    _, tfds = import_tf()
+    ds = self._read(self._split, tfds.ReadConfig(), shuffle_files=False)
+    if num_examples > 0:
+      ds = ds.take(num_examples)
+    ds = self._prepare(ds).batch(batch_size)
+    return iter(tfds.as_numpy(ds.prefetch(max(self._prefetch, 1))))
+
+
+def dataset_classes(info, dataset_dir: str) -> tuple[str, ...]:
+  """Label names of a built dataset: its ClassLabel names, else metadata['classes'], else ()."""
+  if LABEL not in info.features:
+    return ()
+  names = getattr(info.features[LABEL], "names", None) or (info.metadata or {}).get("classes")
+  if not names:
+    raise ValueError(f"{dataset_dir}: {LABEL!r} has no class names (a ClassLabel, or 'classes' in "
+                     "the dataset metadata).")
+  return tuple(names)

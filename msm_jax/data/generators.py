@@ -1,0 +1,69 @@
+"""Registry of synthetic scene models ("generators") that the data sources and builders draw from.
+
+A generator makes one example from a numpy Generator, a target shape and a split name:
+
+  example = generator(rng, shape, split)  # shape = (Nt, Nf, C)
+  example['spectrogram']  float32 linear power of `shape`, on a unit-power noise floor
+  example['label']        only for labelled generators: an int class id ('class'), or an int
+                          (Nt, Nf) map of per-pixel class ids ('pixel'); ids index `classes`
+
+`split` lets a scene model hold out whole domains (rooms, subjects, channels) from training, so that
+validation/test measure generalisation and not memorisation. The registry names modules by path and
+imports them on first use: scene models depend on this module, never the other way round.
+"""
+import dataclasses
+import importlib
+from typing import Callable
+
+import numpy as np
+
+LABEL_KINDS = ("none", "class", "pixel")
+SPLITS = ("train", "validation", "test")
+
+# name -> "module:attribute" of a Generator.
+GENERATORS = {
+    "synthetic": "msm_jax.data.synthetic:GENERATOR",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Generator:
+  """A scene model: `example(rng, shape, split) -> dict` (see the module doc) and its labels."""
+  example: Callable
+  label: str = "none"  # one of LABEL_KINDS
+  classes: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    if self.label not in LABEL_KINDS or (self.label != "none") != bool(self.classes):
+      raise ValueError(f"Generator label={self.label!r} must be one of {LABEL_KINDS}, with class "
+                       f"names exactly when labelled; got classes={self.classes!r}.")
+
+  def __call__(self, rng: np.random.Generator, shape, split: str = "train") -> dict:
+    return self.example(rng, tuple(shape), split)
+
+
+def get_generator(name: str) -> Generator:
+  """The registered generator `name` (config.data.generator)."""
+  if name not in GENERATORS:
+    raise ValueError(f"config.data.generator={name!r} is unknown; registered: {sorted(GENERATORS)}.")
+  module, attribute = GENERATORS[name].split(":")
+  return getattr(importlib.import_module(module), attribute)
+
+
+def check_example(example, generator: Generator, shape, name: str) -> dict:
+  """Returns `example` if it has the features `generator` promises for `shape`, else raises."""
+  shape = tuple(shape)
+  power = example.get("spectrogram") if isinstance(example, dict) else None
+  problem = None
+  if power is None or power.dtype != np.float32 or power.shape != shape:
+    problem = f"'spectrogram' must be float32 {shape}"
+  elif generator.label != "none":
+    label = np.asarray(example.get("label", -1))
+    want = () if generator.label == "class" else shape[:2]
+    if label.shape != want or label.dtype.kind not in "iu" or not (
+        0 <= label.min() and label.max() < len(generator.classes)):
+      problem = f"'label' must be integer class ids in [0, {len(generator.classes)}) of shape {want}"
+  if problem:
+    got = {k: (getattr(v, "dtype", type(v)), np.shape(v)) for k, v in dict(example or {}).items()}
+    raise ValueError(f"Generator {name!r} returned {got}; {problem}.")
+  return example
