@@ -161,26 +161,41 @@ class Checkpointer:
     self.close()
 
 
-def restore_encoder(workdir: str, step: int | None = None) -> tuple[dict, dict]:
-  """(encoder params as host numpy arrays, model_config dict) from WORKDIR/checkpoints.
-
-  The target tree is built from the checkpoint's own metadata, so no model or train-state code
-  is needed. numpy leaves make orbax read plain host arrays, which works whatever device count
-  saved the checkpoint; the caller then places them as it likes."""
+def _read_only_manager(workdir: str, state_handler=None) -> ocp.CheckpointManager:
   path = checkpoint_dir(workdir)
   if not path.exists():
     raise _missing(path, workdir)
   options = ocp.CheckpointManagerOptions(
-      read_only=True, create=False, save_interval_steps=0  # never write into a pretraining run
+      read_only=True, create=False, save_interval_steps=0  # never write into another run
   )
-  mngr = ocp.CheckpointManager(path, options=options, item_handlers=_item_handlers())
+  handlers = _item_handlers()
+  if state_handler is not None:
+    handlers["state"] = state_handler
+  return ocp.CheckpointManager(path, options=options, item_handlers=handlers)
+
+
+def _checked_step(mngr, workdir, step):
+  steps = mngr.all_steps()
+  step = mngr.latest_step() if step is None else int(step)
+  if step is None or step not in steps:
+    raise _missing(checkpoint_dir(workdir), workdir, step, steps)
+  return step
+
+
+def _host_target(metadata_tree):
+  """numpy leaves make orbax read plain host arrays, whatever device count saved them."""
+  return jax.tree.map(lambda m: np.empty(m.shape, m.dtype), metadata_tree)
+
+
+def restore_encoder(workdir: str, step: int | None = None) -> tuple[dict, dict]:
+  """(encoder params as host numpy arrays, model_config dict) from WORKDIR/checkpoints.
+
+  The target tree is built from the checkpoint's own metadata, so no model or train-state code
+  is needed; the caller places the arrays as it likes."""
+  mngr = _read_only_manager(workdir)
   try:
-    steps = mngr.all_steps()
-    step = mngr.latest_step() if step is None else int(step)
-    if step is None or step not in steps:
-      raise _missing(path, workdir, step, steps)
-    meta = mngr.item_metadata(step)["encoder"].tree
-    target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), meta)
+    step = _checked_step(mngr, workdir, step)
+    target = _host_target(mngr.item_metadata(step)["encoder"].tree)
     restored = mngr.restore(
         step,
         args=ocp.args.Composite(
@@ -188,5 +203,29 @@ def restore_encoder(workdir: str, step: int | None = None) -> tuple[dict, dict]:
         ),
     )
     return restored["encoder"], restored["model_config"]
+  finally:
+    mngr.close()
+
+
+def restore_params(workdir: str, step: int | None = None) -> tuple[dict, dict]:
+  """(all model params of the train state as host numpy arrays, model_config dict).
+
+  Reads only `state.params` (a partial restore: the optimizer state, often twice the size of the
+  params, is never read). Finetuning uses it for the pretrained decoder blocks, inference for a
+  finetuned model."""
+  mngr = _read_only_manager(workdir, state_handler=ocp.PyTreeCheckpointHandler())
+  try:
+    step = _checked_step(mngr, workdir, step)
+    meta = mngr.item_metadata(step)["state"].tree
+    target = {"params": _host_target(meta["params"])}
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+    restored = mngr.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(target, restore_args=restore_args, partial_restore=True),
+            model_config=ocp.args.JsonRestore(),
+        ),
+    )
+    return restored["state"]["params"], restored["model_config"]
   finally:
     mngr.close()

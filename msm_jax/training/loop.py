@@ -34,6 +34,14 @@ class Task:
     """-> (encoder params, JSON model description) saved beside the full state."""
     raise NotImplementedError
 
+  def make_optimizer(self, config, schedule):
+    return make_optimizer(config, schedule)
+
+  def pretrained_params(self, params):
+    """Fresh runs only: host params (freshly initialised) -> params to start from, or None to
+    keep them (finetuning loads a pretraining checkpoint here)."""
+    return None
+
   def save_figure(self, params, images, step: int, workdir: str):
     return None
 
@@ -80,11 +88,15 @@ def create_train_state(task: Task, tx, rng) -> train_state.TrainState:
   return train_state.TrainState.create(apply_fn=None, params=task.init_params(rng), tx=tx)
 
 
-def train(config, workdir: str, task: Task):
-  """Trains `task` as `config` says, resuming from the latest checkpoint in `workdir`."""
+def train(config, workdir: str, task: Task, source=None):
+  """Trains `task` as `config` says, resuming from the latest checkpoint in `workdir`.
+
+  `source` defaults to make_source(config.data, ...); callers that already built it pass it in.
+  """
   validate_config(config)
   parallel = Parallel(config.parallel, config.steps_per_call)
-  source = make_source(config.data, tuple(config.input_shape), config.seed)
+  if source is None:
+    source = make_source(config.data, tuple(config.input_shape), config.seed)
   is_chief = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   if is_chief:
@@ -92,7 +104,7 @@ def train(config, workdir: str, task: Task):
       f.write(config.to_json_best_effort(indent=2))
 
   schedule = learning_rate_schedule(config)
-  tx = make_optimizer(config, schedule)
+  tx = task.make_optimizer(config, schedule)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
 
   init_state = functools.partial(create_train_state, task, tx)
@@ -102,6 +114,10 @@ def train(config, workdir: str, task: Task):
     state = parallel.place_state(checkpointer.restore_state(abstract))
   else:
     state = parallel.init_state(init_state, init_rng)
+    host = parallel.host_state(state)
+    params = task.pretrained_params(jax.device_get(host.params))
+    if params is not None:  # the optimizer state does not depend on the parameter values
+      state = parallel.place_state(host.replace(params=params))
   start_step = int(parallel.host_state(state).step)
   if start_step:
     logging.info("Resumed from %s at step %d.", workdir, start_step)

@@ -1,0 +1,81 @@
+r"""Finetuning configs: `--config=configs/finetune.py:VARIANT`.
+
+Variants TASK_SIZE with TASK in {har, seg} (activity classification from WiFi CSI, LTE/NR
+spectrogram segmentation) and SIZE in {tiny (CPU), vit_s, vit_m, vit_l (the paper)}. The model block
+is the pretraining variant's (configs/pretrain.py), so a checkpoint of pretraining variant SIZE
+loads into finetuning variant TASK_SIZE:
+
+  python -m launch.finetune --config=configs/finetune.py:seg_tiny --workdir=/tmp/seg \
+      --config.init_from=/tmp/msm_tiny [--config.mode=full --config.total_steps=500]
+
+Without init_from the same network trains from scratch (give it mode=full).
+"""
+import ml_collections
+
+from configs import pretrain
+
+TASK_OF = {"har": "classification", "seg": "segmentation"}
+# Data of each task: the built-in generator by default, or the tfds dataset of the same name.
+GENERATOR_OF = {"har": "csi_har", "seg": "lte_nr"}
+DATASET_OF = {"har": "csi_har", "seg": "radio_segmentation"}
+# (time or subcarriers, frequency or packets, channels). HAR: 3 antennas as channels.
+SHAPE_OF = {("har", "tiny"): (32, 64, 3), ("seg", "tiny"): (64, 64, 1),
+            ("har", "paper"): (112, 496, 3), ("seg", "paper"): (256, 256, 1)}
+
+
+def get_config(variant: str = "seg_tiny"):
+  task, _, size = (variant or "seg_tiny").partition("_")
+  if task not in TASK_OF or not size:
+    raise ValueError(f"finetune variant {variant!r} must be TASK_SIZE with TASK in "
+                     f"{sorted(TASK_OF)}, e.g. seg_tiny or har_vit_s.")
+  base = pretrain.get_config(size)
+  c = ml_collections.ConfigDict()
+  c.variant = variant
+  c.task = TASK_OF[task]
+  c.seed = 0
+  c.init_from = ""  # a pretraining workdir; empty = train from scratch
+  c.init_step = -1  # its checkpoint step; -1 = the latest
+  c.input_shape = SHAPE_OF[(task, "tiny" if size == "tiny" else "paper")]
+  c.model = base.model
+  c.model.drop_path = 0.1  # the paper's finetuning recipe; only trainable blocks are affected
+
+  # 'linear' (frozen encoder: the paper's recipe for both tasks), 'partial' (the last
+  # trainable_blocks encoder blocks too) or 'full' (everything, with layer-wise lr decay).
+  c.mode = "linear"
+  c.trainable_blocks = 2
+  c.layer_decay = 0.75
+  c.pool = "cls"  # classification: 'cls' token or 'mean' of the patch tokens
+  # Segmentation: pretrained decoder blocks in the head (the paper: 2; the tiny decoder has 1).
+  c.decoder_blocks = min(2, c.model.decoder.depth)
+  c.label_smoothing = 0.0
+  c.class_weights = ()  # per-class loss weights, e.g. (0.2, 1.0, 1.0); () = equal
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "synthetic"  # the generator below, offline; or "tfds" (launch/make_dataset.py)
+  c.data.generator = GENERATOR_OF[task]
+  c.data.name = DATASET_OF[task]
+  c.data.data_dir = ""
+  c.data.split = "train"
+  c.data.eval_split = "test"  # for generated data: held-out domains where the generator has them
+  c.data.eval_examples = 256 if size == "tiny" else 1024  # generated data; tfds: 0 = whole split
+  c.data.shuffle_buffer = 10_000
+  c.data.prefetch = 2
+
+  c.batch_size = 32 if size == "tiny" else 256
+  c.total_steps = 300 if size == "tiny" else 10_000
+  c.warmup_steps = c.get_ref("total_steps") // 10
+  c.base_lr = 1e-3 if size == "tiny" else 5e-4
+  c.b1, c.b2 = 0.9, 0.999
+  c.weight_decay = 0.05
+  c.grad_clip_norm = 0.0
+  c.grad_accum_steps = 1
+
+  c.parallel = "jit"
+  c.steps_per_call = 1
+  c.log_every = 50 if size == "tiny" else 100
+  c.checkpoint_every = 300 if size == "tiny" else 2_000
+  c.keep_checkpoints = 2
+  c.figure_every = 0 if task == "har" else c.get_ref("checkpoint_every")
+  c.figure_examples = 4
+  c.eval_batch_size = 64
+  return c
