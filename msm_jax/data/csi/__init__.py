@@ -1,0 +1,10 @@
+"""WiFi CSI for activity sensing: a physics-based simulator with domains, and real-file readers.
+
+numpy only (TensorFlow stays in the `csi_har` dataset builder). Public entry points:
+  read_csi(path) -> CsiRecording       NTU-Fi .mat, UT-HAR .csv (NumPy binary), Widar3.0 .dat
+  csi_to_power(amplitude, shape)       the one reduction to a model input (H, W, C) power
+  simulate_csi(rng, activity, ...)     one simulated recording
+"""
+from msm_jax.data.csi.recording import CsiFileError, CsiRecording, csi_to_power
+
+__all__ = ["CsiFileError", "CsiRecording", "csi_to_power"]
