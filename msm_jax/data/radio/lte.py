@@ -1,0 +1,62 @@
+"""LTE downlink-like signal (TS 36.211 frame structure, port 0, normal CP, FDD).
+
+Per 0.5 ms slot of 7 symbols: cell reference signals on symbols 0 and 4 on every 6th subcarrier
+across the whole band (shifted by cell id mod 6, by 3 more on symbol 4) - always on, whatever the
+load; PSS / SSS on the central 62 subcarriers (symbols 6 / 5 of slots 0 and 10); PBCH on the
+central 72 subcarriers (symbols 0-3 of slot 1); a control region of 1-3 symbols at the start of
+each subframe across the band; data resource blocks drawn per 1 ms subframe with a random load.
+The DC subcarrier is unused. Every occupied resource element carries unit-power QPSK times
+sqrt(SNR), so a fully loaded band sits `snr_db` above the unit-power noise floor.
+"""
+import numpy as np
+
+from msm_jax.data.radio import numerology as nm
+from msm_jax.data.radio.ofdm import modulate, qpsk
+
+
+def resource_mask(rng, n_rb: int, first_slot: int, n_slots: int, cell_id: int,
+                  load: float) -> np.ndarray:
+  """Occupied resource elements (n_slots * 7 symbols, 12 * n_rb subcarriers, DC excluded)."""
+  width = nm.SUBCARRIERS_PER_RB * n_rb
+  n_symbols = n_slots * nm.LTE_SYMBOLS_PER_SLOT
+  slot = first_slot + np.arange(n_symbols) // nm.LTE_SYMBOLS_PER_SLOT
+  symbol = np.arange(n_symbols) % nm.LTE_SYMBOLS_PER_SLOT
+  subframe = slot // 2 - first_slot // 2  # local subframe index
+  number = (slot // 2) % 10  # subframe number within the radio frame
+  first_half = (slot % 2 == 0)[:, None]
+  j = np.arange(width)
+  n_subframes = subframe[-1] + 1
+  cfi = rng.integers(1, 4, n_subframes)
+  control = first_half & (symbol < cfi[subframe])[:, None]
+  allocated = rng.random((n_subframes, n_rb)) < load
+  data = allocated[subframe][:, j // nm.SUBCARRIERS_PER_RB] & ~control
+  shift = np.where(symbol == 4, 3, 0)[:, None] + cell_id % 6
+  crs = ((symbol == 0) | (symbol == 4))[:, None] & ((j[None, :] - shift) % 6 == 0)
+  centre = np.abs(j - width // 2 + 0.5)  # distance from DC in subcarriers (DC between halves)
+  sync = (first_half & np.isin(number, (0, 5))[:, None] & np.isin(symbol, (5, 6))[:, None]
+          & (centre < 31)[None, :])
+  pbch = (~first_half & (number == 0)[:, None] & (symbol < 4)[:, None] & (centre < 36)[None, :])
+  return data | control | crs | sync | pbch
+
+
+def lte_signal(rng: np.random.Generator, n_samples: int, sample_rate: float, *,
+               bandwidth_mhz: float, offset_subcarriers: int, snr_db: float, cell_id: int,
+               load: float) -> np.ndarray:
+  """n_samples of LTE downlink (complex64) centred offset_subcarriers * 15 kHz from DC.
+
+  The capture starts at a random slot of the radio frame and a random sample inside it.
+  """
+  n_rb, _ = nm.LTE_BANDWIDTHS[bandwidth_mhz]
+  n_fft = nm.fft_size(sample_rate, nm.LTE_SCS)
+  cp = nm.half_subframe_cp(sample_rate, nm.LTE_SCS)
+  slot_samples = int(cp.sum()) + len(cp) * n_fft
+  n_slots = n_samples // slot_samples + 2
+  first_slot = int(rng.integers(0, 20))
+  mask = resource_mask(rng, n_rb, first_slot, n_slots, cell_id, load)
+  half = mask.shape[1] // 2
+  grid = np.zeros((mask.shape[0], mask.shape[1] + 1), np.complex64)  # + the empty DC subcarrier
+  columns = np.arange(mask.shape[1]) + (np.arange(mask.shape[1]) >= half)
+  grid[:, columns] = qpsk(rng, mask.shape) * mask * np.float32(10 ** (snr_db / 20))
+  iq = modulate(grid, offset_subcarriers - half, n_fft, cp)
+  start = int(rng.integers(0, slot_samples))
+  return iq[start:start + n_samples]

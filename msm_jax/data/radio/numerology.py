@@ -1,0 +1,50 @@
+"""LTE / NR numerology (TS 36.211, TS 38.211, TS 38.101-1): the tables the scene models draw from.
+
+OFDM is modulated directly at the capture rate with an oversampled FFT of size
+sample_rate / subcarrier_spacing, so cyclic prefixes are the standard lengths scaled from the
+2048-point reference: 144 * n_fft / 2048 samples, plus the extra samples that make every 0.5 ms
+half-subframe exact (16 * n_fft * 2^mu / 2048 on its first symbol: LTE's 160 vs 144).
+"""
+import numpy as np
+
+# LTE channel bandwidth (MHz) -> (resource blocks, native FFT size).
+LTE_BANDWIDTHS = {1.4: (6, 128), 3: (15, 256), 5: (25, 512), 10: (50, 1024), 15: (75, 1536),
+                  20: (100, 2048)}
+LTE_SCS = 15e3
+LTE_SYMBOLS_PER_SLOT = 7
+# NR FR1 maximum transmission bandwidth: subcarrier spacing (kHz) -> {bandwidth MHz: RBs}.
+NR_RB_TABLE = {
+    15: {5: 25, 10: 52, 15: 79, 20: 106, 25: 133, 30: 160, 40: 216, 50: 270},
+    30: {5: 11, 10: 24, 15: 38, 20: 51, 25: 65, 30: 78, 40: 106, 50: 133, 60: 162, 70: 189,
+         80: 217, 90: 245, 100: 273},
+    60: {10: 11, 15: 18, 20: 24, 25: 31, 30: 38, 40: 51, 50: 65, 60: 79, 70: 93, 80: 107,
+         90: 121, 100: 135},
+}
+NR_SYMBOLS_PER_SLOT = 14
+SUBCARRIERS_PER_RB = 12
+HALF_SUBFRAME_S = 0.5e-3
+
+
+def fft_size(sample_rate: float, scs: float) -> int:
+  """The oversampled FFT size that modulates subcarrier spacing `scs` at `sample_rate`."""
+  n_fft = sample_rate / scs
+  if abs(n_fft - round(n_fft)) > 1e-9 or round(n_fft) % 128:
+    raise ValueError(f"capture rate {sample_rate / 1e6:g} Msps is not a multiple of 128 x "
+                     f"{scs / 1e3:g} kHz subcarrier spacing; use a multiple of 7.68 Msps "
+                     "(e.g. 61.44 Msps), which fits 15, 30 and 60 kHz numerologies.")
+  return int(round(n_fft))
+
+
+def half_subframe_cp(sample_rate: float, scs: float) -> np.ndarray:
+  """CP lengths (samples) of the 7 * 2^mu symbols of one 0.5 ms half-subframe (normal CP)."""
+  n_fft = fft_size(sample_rate, scs)
+  symbols = int(round(7 * scs / LTE_SCS))
+  normal = 144 * n_fft // 2048
+  cp = np.full(symbols, normal)
+  cp[0] += int(round(sample_rate * HALF_SUBFRAME_S)) - symbols * (n_fft + normal)
+  return cp
+
+
+def fits(bandwidth_hz: float, sample_rate: float, guard: float = 0.9) -> bool:
+  """Whether a channel of `bandwidth_hz` fits inside `guard` of the capture band."""
+  return bandwidth_hz <= guard * sample_rate

@@ -1,0 +1,144 @@
+"""Scenes: emitters through their channels at a capture rate, spectrogram + per-pixel labels.
+
+A scene is a list of components (class name, IQ at the capture rate). Each component is put
+through the one STFT (stft.py) on its own; the capture is the sum of those STFTs plus the STFT of
+unit-power complex white noise (independent per channel C; every channel sees the same emitters),
+so the spectrogram is exactly the STFT of the summed IQ. Labels come from the components' own
+reduced power: a pixel takes the class of the strongest component whose power there is at least
+LABEL_THRESHOLD_DB relative to the noise floor (1), else 'noise' - so lightly loaded resource
+blocks, sync bursts and fading nulls are labelled by where the energy really is, not by the
+rectangle a signal is allowed to occupy.
+"""
+import dataclasses
+
+import numpy as np
+
+from msm_jax.data.radio import numerology as nm
+from msm_jax.data.radio.channel import apply_channel
+from msm_jax.data.radio.emitters import narrowband, radar_pulses, wifi_bursts
+from msm_jax.data.radio.lte import lte_signal
+from msm_jax.data.radio.nr import SSB_RBS, nr_signal
+from msm_jax.data.radio.stft import StftSpec, reduce_power, spec_for, stft
+
+# Below -6 dB a component adds less than a quarter of the floor: buried in an averaged pixel.
+LABEL_THRESHOLD_DB = -6.0
+GUARD = 0.9  # emitters stay inside this fraction of the capture band (anti-alias filter edges)
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneConfig:
+  """Capture and channel ranges of a scene model (defaults: the radio foundation model paper)."""
+  sample_rate: float = 61.44e6
+  frame_seconds: float = 16e-3
+  snr_db: tuple[float, float] = (0.0, 30.0)  # per signal, within its band, vs unit-power noise
+  doppler_hz: tuple[float, float] = (0.0, 500.0)
+  delay_spread_s: tuple[float, float] = (30e-9, 300e-9)
+  cfo_hz: float = 1e3  # carrier offsets drawn from +-cfo_hz on top of the band placement
+
+  @property
+  def n_samples(self) -> int:
+    return int(round(self.sample_rate * self.frame_seconds))
+
+
+DEFAULT = SceneConfig()
+
+
+def capture_spec(shape, config: SceneConfig = DEFAULT) -> StftSpec:
+  """The STFT giving `shape` (Nt, Nf, ...) from one frame of `config`; errors if it cannot."""
+  spec = spec_for(shape[0], shape[1])
+  if config.n_samples < spec.samples():
+    raise ValueError(
+        f"a {config.frame_seconds * 1e3:g} ms frame at {config.sample_rate / 1e6:g} Msps has "
+        f"{config.n_samples} samples, fewer than the {spec.samples()} that {shape[0]} frames of a "
+        f"{spec.n_fft}-point STFT (hop {spec.hop}) need; use fewer time rows or longer frames.")
+  return spec
+
+
+def render(rng: np.random.Generator, components, shape, config: SceneConfig = DEFAULT,
+           classes: tuple[str, ...] = ()):
+  """[(class name, iq)] -> (float32 power `shape` (Nt, Nf, C), uint8 labels (Nt, Nf)).
+
+  Labels index `classes` (classes[0] is the noise class); unlabelled scenes pass no classes and
+  get None.
+  """
+  n_time, n_freq, n_channels = shape
+  spec = capture_spec(shape, config)
+  n = config.n_samples
+  noise = rng.standard_normal((n_channels, 2, n), dtype=np.float32) * np.float32(0.5 ** 0.5)
+  total = stft(noise[:, 0] + 1j * noise[:, 1], spec)  # (C, frames, n_fft)
+  powers = []
+  for _, iq in components:
+    x = stft(iq, spec)
+    total += x
+    if classes:
+      powers.append(reduce_power(x.real ** 2 + x.imag ** 2, spec))
+  power = np.moveaxis(reduce_power(total.real ** 2 + total.imag ** 2, spec), 0, -1)
+  if not classes:
+    return np.ascontiguousarray(power), None
+  labels = np.zeros((n_time, n_freq), np.uint8)
+  if powers:
+    powers = np.stack(powers)
+    ids = np.array([classes.index(name) for name, _ in components], np.uint8)
+    strongest = powers.argmax(axis=0)
+    audible = powers.max(axis=0) >= 10 ** (LABEL_THRESHOLD_DB / 10)
+    labels = np.where(audible, ids[strongest], 0).astype(np.uint8)
+  return np.ascontiguousarray(power), labels
+
+
+def _placement(rng, bandwidth_hz, step_hz, config):
+  """A random centre (in whole `step_hz`) keeping the band inside the guarded capture band."""
+  room = max(0.0, (GUARD * config.sample_rate - bandwidth_hz) / 2)
+  return int(np.floor(rng.uniform(-room, room) / step_hz))
+
+
+def _channel(rng, iq, config):
+  return apply_channel(rng, iq, config.sample_rate, doppler_hz=rng.uniform(*config.doppler_hz),
+                       delay_spread_s=rng.uniform(*config.delay_spread_s),
+                       cfo_hz=rng.uniform(-config.cfo_hz, config.cfo_hz))
+
+
+def random_lte(rng, config: SceneConfig = DEFAULT) -> np.ndarray:
+  """An LTE carrier of a random bandwidth that fits, random cell, load, SNR, place and channel."""
+  bandwidths = [b for b, (rb, _) in nm.LTE_BANDWIDTHS.items()
+                if nm.fits(rb * 12 * nm.LTE_SCS, config.sample_rate, GUARD)]
+  bandwidth = float(rng.choice(bandwidths))
+  occupied = nm.LTE_BANDWIDTHS[bandwidth][0] * 12 * nm.LTE_SCS
+  iq = lte_signal(rng, config.n_samples, config.sample_rate, bandwidth_mhz=bandwidth,
+                  offset_subcarriers=_placement(rng, occupied, nm.LTE_SCS, config),
+                  snr_db=rng.uniform(*config.snr_db), cell_id=int(rng.integers(0, 504)),
+                  load=rng.uniform(0.1, 1.0))
+  return _channel(rng, iq, config)
+
+
+def random_nr(rng, config: SceneConfig = DEFAULT) -> np.ndarray:
+  """An NR carrier: SCS 15/30 kHz, a bandwidth of the RB table that fits, optional TDD."""
+  scs = int(rng.choice([15, 30]))
+  options = [(bw, rb) for bw, rb in nm.NR_RB_TABLE[scs].items()
+             if rb >= SSB_RBS and nm.fits(rb * 12 * scs * 1e3, config.sample_rate, GUARD)]
+  bandwidth, n_rb = options[int(rng.integers(len(options)))]
+  iq = nr_signal(rng, config.n_samples, config.sample_rate, scs_khz=scs, bandwidth_mhz=bandwidth,
+                 offset_subcarriers=_placement(rng, n_rb * 12 * scs * 1e3, scs * 1e3, config),
+                 snr_db=rng.uniform(*config.snr_db), ssb_period_ms=int(rng.choice([10, 20, 20])),
+                 tdd=(None, "DDDSU", "DDDDDDDSUU")[int(rng.integers(3))], load=rng.uniform(0.1, 1.0))
+  return _channel(rng, iq, config)
+
+
+def random_other(rng, config: SceneConfig = DEFAULT) -> np.ndarray:
+  """A narrowband PSK/QAM carrier, WiFi-like bursts or radar / chirp pulses (uniformly)."""
+  fs, snr = config.sample_rate, rng.uniform(*config.snr_db)
+  kind = int(rng.integers(3))
+  if kind == 0:
+    sps = int(rng.integers(16, 1025))
+    iq = narrowband(rng, config.n_samples, fs, samples_per_symbol=sps,
+                    rolloff=rng.uniform(0.1, 0.5), centre_hz=_placement(rng, 1.5 * fs / sps, 1, config),
+                    snr_db=snr, modulation=str(rng.choice(["bpsk", "qpsk", "8psk", "16qam", "64qam"])))
+  elif kind == 1:
+    iq = wifi_bursts(rng, config.n_samples, fs, centre_hz=_placement(rng, 20e6, 1, config),
+                     snr_db=snr, duty=rng.uniform(0.1, 0.9))
+  else:
+    bandwidth = rng.uniform(0.5e6, 0.4 * fs)
+    interval = rng.uniform(50e-6, 2e-3)
+    iq = radar_pulses(rng, config.n_samples, fs, centre_hz=_placement(rng, bandwidth, 1, config),
+                      bandwidth_hz=bandwidth, pulse_s=interval * rng.uniform(0.02, 1.0),
+                      interval_s=interval, snr_db=snr)
+  return _channel(rng, iq, config)
