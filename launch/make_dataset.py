@@ -2,6 +2,8 @@
 
   python -m launch.make_dataset --dataset=radio_pretrain --data_dir=DIR \
       [--num_examples=N] [--height=Nt --width=Nf --channels=C] [--seed=S]
+  python -m launch.make_dataset --dataset=csi_har --data_dir=DIR [--source=ntu_fi:PATH] \
+      [--held_out='room=2'] [--csi_classes=ut_har]   # WiFi CSI activities (msm_jax/data/csi)
 
 Then train with config.data.data_dir=DIR, config.data.name=<dataset> and
 config.input_shape=(Nt, Nf, C). Datasets are looked up by name in DATASETS.
@@ -12,6 +14,7 @@ import os
 from absl import app, flags
 
 from msm_jax.data import radio_pretrain
+from msm_jax.data.csi import csi_har
 from msm_jax.data.normalize import STATS_FILENAME, read_stats
 
 
@@ -21,8 +24,20 @@ def _build_radio_pretrain(flag_values) -> str:
       shape=(flag_values.height, flag_values.width, flag_values.channels))
 
 
+def _build_csi_har(flag_values) -> str:
+  # --height/--width/--channels left unset mean csi_har's own default shape, not radio_pretrain's.
+  shape = tuple(flag_values[name].value if flag_values[name].present else default
+                for name, default in zip(("height", "width", "channels"), csi_har.DEFAULT_SHAPE))
+  return csi_har.build(
+      flag_values.data_dir, shape=shape, source=flag_values.source,
+      num_examples=flag_values.num_examples, seed=flag_values.seed,
+      classes=flag_values.csi_classes, layout=flag_values.csi_layout,
+      held_out=flag_values.held_out)
+
+
 # name -> function(flag values) that builds the dataset and returns its version directory.
 DATASETS = {radio_pretrain.NAME: _build_radio_pretrain}
+DATASETS[csi_har.NAME] = _build_csi_har
 
 _DATASET = flags.DEFINE_enum("dataset", radio_pretrain.NAME, sorted(DATASETS), "Dataset to build.")
 flags.DEFINE_string("data_dir", None, "Directory to build into (config.data.data_dir).", required=True)
@@ -32,6 +47,14 @@ flags.DEFINE_integer("height", radio_pretrain.DEFAULT_SHAPE[0], "Time frames Nt.
 flags.DEFINE_integer("width", radio_pretrain.DEFAULT_SHAPE[1], "Frequency bins Nf.", lower_bound=1)
 flags.DEFINE_integer("channels", radio_pretrain.DEFAULT_SHAPE[2], "Channels C.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed: the dataset is a pure function of its flags.", lower_bound=0)
+flags.DEFINE_string("source", "simulator", "csi_har: 'simulator', or real files 'ntu_fi:PATH', "
+                    "'ut_har:PATH' or 'widar:PATH'.")
+flags.DEFINE_string("csi_classes", "ntu_fi", "csi_har simulator activities: 'ntu_fi', 'ut_har', "
+                    "'all' or comma-separated names (msm_jax.data.csi.kinematics.ACTIVITIES).")
+flags.DEFINE_string("csi_layout", "atheros40", "csi_har simulator card layout: atheros40 "
+                    "(NTU-Fi, 114 subcarriers) or intel20 (Intel 5300, 30 subcarriers).")
+flags.DEFINE_string("held_out", "subject=6,7", "csi_har simulator domains only validation/test "
+                    "see, e.g. 'room=2;position=3,4'; 'none' for one distribution.")
 
 
 def main(argv):

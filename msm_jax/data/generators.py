@@ -23,6 +23,7 @@ SPLITS = ("train", "validation", "test")
 # name -> "module:attribute" of a Generator.
 GENERATORS = {
     "synthetic": "msm_jax.data.synthetic:GENERATOR",
+    "csi_har": "msm_jax.data.csi.simulate:GENERATOR",
     "lte_nr": "msm_jax.data.radio.generators:LTE_NR",
     "radio_scene": "msm_jax.data.radio.generators:RADIO_SCENE",
 }

@@ -5,6 +5,9 @@ numpy only (TensorFlow stays in the `csi_har` dataset builder). Public entry poi
   csi_to_power(amplitude, shape)       the one reduction to a model input (H, W, C) power
   simulate_csi(rng, activity, ...)     one simulated recording
 """
+from msm_jax.data.csi.readers import read_csi, read_recordings
 from msm_jax.data.csi.recording import CsiFileError, CsiRecording, csi_to_power
+from msm_jax.data.csi.simulate import simulate_csi
 
-__all__ = ["CsiFileError", "CsiRecording", "csi_to_power"]
+__all__ = ["CsiFileError", "CsiRecording", "csi_to_power", "read_csi", "read_recordings",
+           "simulate_csi"]

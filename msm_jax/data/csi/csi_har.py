@@ -1,0 +1,205 @@
+"""`csi_har`: a tensorflow-datasets builder of WiFi CSI activity examples, simulated or real.
+
+Features: 'spectrogram' float32 power (H subcarriers, W time steps, C antennas) = csi_to_power of
+the recording's amplitude; 'label' a ClassLabel; domain fields 'room', 'subject', 'position',
+'orientation' (int32, -1 where the source does not say). Sources:
+  simulator     CsiScenes(classes, layout, held_out): `num_examples` train examples (validation
+                and test `num_eval_examples` each) from the domains of domains.py; train, validation
+                and test domains follow `held_out` (domains.parse_held_out). Example i of split s is
+                scenes(default_rng([seed, s, i]), shape, s): a dataset is a pure function of params.
+  ntu_fi:PATH   NTU-Fi HAR/HumanID: test = test_amp, validation = every 10th train_amp file (sorted),
+                train = the other train_amp files. No domain fields.
+  ut_har:PATH   UT-HAR train/val/test arrays. No domain fields.
+  widar:PATH    every *.dat under PATH (sorted); class = gesture ('gesture_<n>'), subject = user,
+                position = location, orientation = orientation; file i goes to validation when
+                i % 10 == 8, test when i % 10 == 9, else train (no cross-domain split yet).
+Parameters are stored in metadata.json, normalisation statistics of the train split in stats.json
+(DATA_DIR/csi_har/1.0.0/). TensorFlow is imported lazily (`builder_class()`).
+"""
+import functools
+import json
+import os
+
+import numpy as np
+
+from msm_jax.data.csi import domains, intel5300, readers
+from msm_jax.data.csi.recording import CsiFileError, csi_to_power
+from msm_jax.data.csi.simulate import CLASS_SETS, CsiScenes
+from msm_jax.data.normalize import STATS_FILENAME
+from msm_jax.data.radio_pretrain import SPLIT_IDS, write_train_stats
+from msm_jax.data.tfds_pipeline import FEATURE, LABEL, import_tf
+
+NAME = "csi_har"
+DEFAULT_SHAPE = (112, 496, 3)  # NTU-Fi 114 x 2000 x 3 reduced to patch-16-divisible sizes
+SOURCES = ("simulator", "ntu_fi", "ut_har", "widar")
+DOMAIN_FIELDS = domains.FIELDS
+_VALIDATION_EVERY = 10
+
+
+def build_params(*, shape, source: str = "simulator", num_examples: int = 600, seed: int = 0,
+                 classes: str = "ntu_fi", layout: str = "atheros40", held_out: str = "subject=6,7",
+                 num_eval_examples: int | None = None) -> dict:
+  """The parameters defining a csi_har dataset (JSON-ready, as stored in metadata.json).
+
+  source: 'simulator' or 'ntu_fi:PATH' / 'ut_har:PATH' / 'widar:PATH'. classes (a CLASS_SETS
+  name or comma-separated activities), layout, held_out, num_examples and seed only apply to the
+  simulator.
+  """
+  kind, _, path = source.partition(":")
+  if kind not in SOURCES or (kind == "simulator") == bool(path):
+    raise ValueError(f"csi_har source {source!r} must be 'simulator' or one of "
+                     f"{[s + ':PATH' for s in SOURCES[1:]]}.")
+  if len(shape) != 3 or min(shape) < 1:
+    raise ValueError(f"csi_har needs a shape of 3 positive ints (H, W, C); got {shape}.")
+  params = {"source": kind, "shape": [int(d) for d in shape]}
+  if path:
+    return dict(params, path=os.path.abspath(path))
+  names = CLASS_SETS.get(classes) or tuple(c.strip() for c in classes.split(","))
+  scenes = CsiScenes(names, layout, tuple(domains.parse_held_out(held_out).items()))
+  if num_examples < 1 or seed < 0:
+    raise ValueError(f"csi_har needs num_examples >= 1 and seed >= 0; got {num_examples}, {seed}.")
+  return dict(params, classes=list(scenes.classes), layout=layout, held_out=held_out,
+              num_examples=int(num_examples), seed=int(seed),
+              num_eval_examples=int(num_eval_examples or max(1, num_examples // 10)))
+
+
+def _example(power, label, fields=None) -> dict:
+  fields = fields or {}
+  return {FEATURE: power, LABEL: int(label),
+          **{name: np.int32(fields.get(name, -1)) for name in DOMAIN_FIELDS}}
+
+
+def _simulated(params, split):
+  scenes = CsiScenes(tuple(params["classes"]), params["layout"],
+                     tuple(domains.parse_held_out(params["held_out"]).items()))
+  count = params["num_examples"] if split == "train" else params["num_eval_examples"]
+  for index in range(count):
+    rng = np.random.default_rng([params["seed"], SPLIT_IDS[split], index])
+    example = scenes(rng, tuple(params["shape"]), split)
+    yield index, _example(example[FEATURE], example[LABEL], example["domain"])
+
+
+def _reduce(path, amplitude, shape):
+  try:
+    return csi_to_power(amplitude, shape)
+  except ValueError as error:
+    raise CsiFileError(path, f"cannot make a {tuple(shape)} input: {error}") from None
+
+
+def _ntu_fi(params, split):
+  _, files = readers.ntu_fi_files(params["path"])
+  if split == "test":
+    chosen = files["test"]
+  else:
+    chosen = [f for i, f in enumerate(files["train"])
+              if (i % _VALIDATION_EVERY == _VALIDATION_EVERY - 1) == (split == "validation")]
+  for path, label in chosen:
+    amplitude = readers.read_ntu_fi(path).amplitude
+    yield path, _example(_reduce(path, amplitude, params["shape"]), label)
+
+
+def _ut_har(params, split):
+  amplitude, labels = readers.ut_har_split(params["path"], split)
+  path = os.path.join(params["path"], "data", f"X_{readers.UT_HAR_SPLITS[split]}.csv")
+  for index, (recording, label) in enumerate(zip(amplitude, labels)):
+    yield index, _example(_reduce(path, recording, params["shape"]), label)
+
+
+def _widar_files(root):
+  paths = sorted(os.path.join(folder, name) for folder, _, names in os.walk(root)
+                 for name in names if name.endswith(".dat"))
+  if not paths:
+    raise CsiFileError(root, "holds no Widar3.0 .dat files.")
+  for path in paths:
+    if not intel5300.widar_fields(path):
+      raise CsiFileError(path, "is not named userN-gesture-location-orientation-repetition-rX.dat.")
+  return paths
+
+
+def dataset_classes(params) -> tuple[str, ...]:
+  """The class names of a csi_har dataset with these params, in label-id order."""
+  if params["source"] == "simulator":
+    return tuple(params["classes"])
+  if params["source"] == "ntu_fi":
+    return readers.ntu_fi_files(params["path"])[0]
+  if params["source"] == "ut_har":
+    return readers.UT_HAR_CLASSES
+  gestures = sorted({intel5300.widar_fields(p)["gesture"] for p in _widar_files(params["path"])})
+  return tuple(f"gesture_{g}" for g in gestures)
+
+
+def _widar(params, split):
+  classes = dataset_classes(params)
+  for index, path in enumerate(_widar_files(params["path"])):
+    part = {_VALIDATION_EVERY - 2: "validation", _VALIDATION_EVERY - 1: "test"}.get(
+        index % _VALIDATION_EVERY, "train")
+    if part == split:
+      recording = intel5300.read_dat(path)
+      info = recording.info
+      fields = {"subject": info["user"], "position": info["location"],
+                "orientation": info["orientation"]}
+      label = classes.index(f"gesture_{info['gesture']}")
+      yield path, _example(_reduce(path, recording.amplitude, params["shape"]), label, fields)
+
+
+_GENERATORS = {"simulator": _simulated, "ntu_fi": _ntu_fi, "ut_har": _ut_har, "widar": _widar}
+
+
+@functools.cache
+def builder_class():
+  """The CsiHar builder class (registered with tfds as 'csi_har' on first call)."""
+  _, tfds = import_tf()
+
+  class CsiHar(tfds.core.GeneratorBasedBuilder):
+    """WiFi CSI activity recognition examples, simulated or read from public-set files."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "CSI power (subcarriers, time, antennas), labels, domain fields."}
+    code_path = None  # as in radio_pretrain: no checksums file, nothing is downloaded
+
+    def __init__(self, *, params: dict, **kwargs):
+      self.params = params  # before the base constructor, which already calls _info()
+      super().__init__(**kwargs)
+
+    def _info(self):
+      domain = {name: tfds.features.Scalar(dtype=np.int32) for name in DOMAIN_FIELDS}
+      return self.dataset_info_from_configs(
+          features=tfds.features.FeaturesDict({
+              FEATURE: tfds.features.Tensor(shape=tuple(self.params["shape"]), dtype=np.float32,
+                                            encoding=tfds.features.Encoding.BYTES),
+              LABEL: tfds.features.ClassLabel(names=list(dataset_classes(self.params))),
+              **domain}),
+          metadata=tfds.core.MetadataDict(self.params))
+
+    def _split_generators(self, dl_manager):
+      del dl_manager  # nothing is downloaded
+      return {split: self._generate_examples(split) for split in SPLIT_IDS}
+
+    def _generate_examples(self, split):
+      yield from _GENERATORS[self.params["source"]](self.params, split)
+
+    def _post_download_and_prepare_hook(self):
+      write_train_stats(self)
+
+  return CsiHar
+
+
+def build(data_dir: str, **kwargs) -> str:
+  """Builds csi_har under `data_dir` (keyword arguments as in `build_params`); returns its version
+  directory. Same parameters reuse the dataset; different ones in the same data_dir are an error."""
+  _, tfds = import_tf()
+  params = build_params(**kwargs)
+  builder = builder_class()(params=params, data_dir=data_dir)
+  version_dir = os.fspath(builder.data_dir)
+  stored_path = os.path.join(version_dir, "metadata.json")
+  if os.path.exists(stored_path):
+    with open(stored_path) as f:
+      stored = json.load(f)
+    if stored != params:
+      raise ValueError(f"{version_dir} already holds csi_har built with {stored}, not {params}; "
+                       "use another --data_dir or delete that directory.")
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  if not os.path.exists(os.path.join(version_dir, STATS_FILENAME)):
+    write_train_stats(builder)
+  return version_dir
