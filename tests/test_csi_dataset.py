@@ -1,0 +1,113 @@
+"""csi_har tfds dataset: simulated and real-file builds, read back by TfdsSource; make_dataset."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import csi_fixtures
+from msm_jax.data.normalize import STATS_FILENAME, read_stats
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAPE = (8, 16, 3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_network():
+  attempts = []
+
+  def refuse(*args, **kwargs):
+    attempts.append(args)
+    raise OSError("network access is forbidden in tests")
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(socket.socket, "connect", refuse)
+    patch.setattr(socket, "getaddrinfo", refuse)
+    yield
+  assert not attempts, f"network access attempted: {attempts}"
+
+
+def read_split(version_dir, split):
+  from msm_jax.data.tfds_pipeline import import_tf
+  _, tfds = import_tf()
+  builder = tfds.builder_from_directory(version_dir)
+  return list(tfds.as_numpy(builder.as_dataset(split=split))), builder.info
+
+
+def test_simulated_csi_har_reads_back_with_labels_and_held_out_domains(tmp_path):
+  from msm_jax.data.csi import csi_har
+  from msm_jax.data.tfds_pipeline import TfdsSource
+  version_dir = csi_har.build(str(tmp_path), shape=SHAPE, num_examples=12, num_eval_examples=6,
+                              held_out="subject=6,7")
+  train, info = read_split(version_dir, "train")
+  validation, _ = read_split(version_dir, "validation")
+  assert len(train) == 12 and len(validation) == 6
+  assert info.features["label"].names == ["box", "circle", "clean", "fall", "run", "walk"]
+  assert all(e["subject"] not in (6, 7) for e in train)
+  assert all(e["subject"] in (6, 7) for e in validation)
+  stats = read_stats(os.path.join(version_dir, STATS_FILENAME))
+  assert stats["num_examples"] == 12
+  source = TfdsSource(name="csi_har", data_dir=str(tmp_path), split="train", input_shape=SHAPE,
+                      seed=0, shuffle_buffer=4, prefetch=1)
+  assert source.classes == ("box", "circle", "clean", "fall", "run", "walk")
+  batch = next(source.epoch(5))
+  assert batch["image"].shape == (5,) + SHAPE and batch["image"].dtype == np.float32
+  assert batch["label"].dtype == np.int32 and batch["label"].max() < 6
+  with pytest.raises(ValueError, match="already holds csi_har"):
+    csi_har.build(str(tmp_path), shape=SHAPE, num_examples=13)
+
+
+def test_csi_har_from_real_files(tmp_path):
+  from msm_jax.data.csi import csi_har
+  from msm_jax.data.csi.recording import csi_to_power
+  root = tmp_path / "NTU-Fi_HAR"
+  written = csi_fixtures.write_ntu_fi(
+      root, {"train_amp": {"walk": 6, "box": 5}, "test_amp": {"walk": 1, "box": 2}})
+  version_dir = csi_har.build(str(tmp_path / "ntu"), shape=SHAPE, source=f"ntu_fi:{root}")
+  sizes = {split: len(read_split(version_dir, split)[0]) for split in ("train", "validation",
+                                                                       "test")}
+  assert sizes == {"train": 10, "validation": 1, "test": 3}
+  test, info = read_split(version_dir, "test")
+  assert info.features["label"].names == ["box", "walk"]
+  expected = {path: csi_to_power(array.reshape(3, 114, -1), SHAPE)
+              for path, array in written.items() if "test_amp" in path}
+  for example in test:
+    matches = [p for p, power in expected.items()  # float32 sums may differ in their last bit
+               if np.allclose(power, example["spectrogram"], rtol=1e-6, atol=0)]
+    assert len(matches) == 1
+    assert info.features["label"].names[example["label"]] == os.path.basename(
+        os.path.dirname(matches[0]))
+    assert example["room"] == -1
+
+  widar = tmp_path / "widar"
+  rng = np.random.default_rng(0)
+  for i in range(10):
+    csi_fixtures.write_dat(str(widar / f"user{i % 3 + 1}-{i % 2 + 1}-{i % 8 + 1}-2-{i}-r1.dat"),
+                           csi_fixtures.random_int8_csi(rng, 20), 0b10_01_00)
+  version_dir = csi_har.build(str(tmp_path / "w"), shape=(15, 10, 3), source=f"widar:{widar}")
+  train, info = read_split(version_dir, "train")
+  assert info.features["label"].names == ["gesture_1", "gesture_2"] and len(train) == 8
+  assert {int(e["subject"]) for e in train} == {1, 2, 3} and all(e["orientation"] == 2 for e in train)
+
+  bad = tmp_path / "bad"
+  csi_fixtures.write_ntu_fi(bad, {"train_amp": {"box": 1}, "test_amp": {"box": 1}}, n_packets=5)
+  with pytest.raises(ValueError, match=r"box0\.mat: cannot make a \(8, 16, 3\) input"):
+    csi_har.build(str(tmp_path / "b"), shape=SHAPE, source=f"ntu_fi:{bad}")
+
+
+def test_make_dataset_command_builds_csi_har(tmp_path):
+  ut_har = tmp_path / "UT_HAR"
+  csi_fixtures.write_ut_har(ut_har, {"train": 4, "val": 2, "test": 2})
+  result = subprocess.run(
+      [sys.executable, "-m", "launch.make_dataset", "--dataset=csi_har",
+       f"--data_dir={tmp_path / 'data'}", f"--source=ut_har:{ut_har}", "--height=10",
+       "--width=20", "--channels=3"], cwd=REPO, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-2000:]
+  version_dir = tmp_path / "data" / "csi_har" / "1.0.0"
+  assert f"Built csi_har in {version_dir}" in result.stdout
+  assert read_stats(str(version_dir / STATS_FILENAME))["num_examples"] == 4
+  with open(version_dir / "metadata.json") as f:
+    assert json.load(f) == {"source": "ut_har", "shape": [10, 20, 3], "path": str(ut_har)}

@@ -1,0 +1,146 @@
+"""CSI simulator physics, measured from its output: Doppler of a moving scatterer, no Doppler in a
+static scene, separable activity signatures that degrade on unseen domains, the generator's shapes,
+speed and determinism, and the shared reduction csi_to_power."""
+import time
+
+import numpy as np
+import pytest
+
+from msm_jax.data.csi import csi_to_power, domains, hardware, simulate
+from msm_jax.data.csi.layouts import ATHEROS40, SPEED_OF_LIGHT
+from msm_jax.data.generators import check_example, get_generator
+
+RATE = 500.0
+
+
+def doppler_spectrum(amplitude, rate):
+  """(frequencies, mean power spectrum over antennas and subcarriers) of the amplitude's changes."""
+  fluctuation = amplitude - amplitude.mean(axis=-1, keepdims=True)
+  power = (np.abs(np.fft.rfft(fluctuation, axis=-1)) ** 2).mean(axis=(0, 1))
+  return np.fft.rfftfreq(amplitude.shape[-1], 1.0 / rate), power
+
+
+def test_moving_scatterer_has_the_doppler_the_geometry_predicts():
+  rng = np.random.default_rng(0)
+  room = domains.Room("test", (20.0, 20.0, 3.0), (1.0, 10.0, 1.0), (1.0, 10.3, 1.0), 0.3, 5)
+  times = hardware.packet_times(rng, 1000, RATE, hardware.Hardware())
+  speed = 1.5
+  points = np.stack([4.0 + speed * times, np.full_like(times, 10.15), np.ones_like(times)], -1)
+  recording = simulate.render(rng, points[:, None], np.array([1.0]), room, ATHEROS40, times, RATE)
+  tx, rx = simulate.room_antennas(room, ATHEROS40)
+  length = np.linalg.norm(points - tx[0], axis=-1) + np.linalg.norm(points - rx[1], axis=-1)
+  predicted = ATHEROS40.carrier_hz / SPEED_OF_LIGHT * np.mean(np.gradient(length, times))
+  assert predicted == pytest.approx(2 * speed / ATHEROS40.wavelength, rel=0.01)  # ~58 Hz
+  freqs, power = doppler_spectrum(recording.amplitude, RATE)
+  band = freqs > 5.0  # above AGC steps
+  measured = freqs[band][np.argmax(power[band])]
+  assert abs(measured - predicted) <= 1.0, (measured, predicted)
+  assert power[band].max() > 10 * np.median(power[band])  # a clear line over the noise floor
+
+
+def test_static_scene_has_no_doppler_energy():
+  rng = np.random.default_rng(1)
+  ideal = simulate.simulate_csi(rng, "empty", hardware=hardware.IDEAL).amplitude
+  assert ideal.min() > 0
+  assert np.max(np.ptp(ideal, axis=-1) / ideal.min(axis=-1)) < 1e-6  # float32 rounding only
+  # With receiver noise (AGC steps off: they are gain, not motion) an empty room's amplitude
+  # spectrum is the flat noise floor: Doppler band (5-60 Hz) / high band (> 200 Hz) ~ 1.
+  noisy = hardware.Hardware(agc_steps_per_s=0.0)
+  ratio = {}
+  for activity, seed in (("empty", 0), ("empty", 1), ("walk", 0), ("walk", 1)):
+    amplitude = simulate.simulate_csi(np.random.default_rng(seed), activity,
+                                      hardware=noisy).amplitude
+    freqs, power = doppler_spectrum(amplitude, ATHEROS40.packet_rate)
+    ratio[activity, seed] = power[(freqs > 5) & (freqs < 60)].mean() / power[freqs > 200].mean()
+  assert ratio["empty", 0] < 1.3 and ratio["empty", 1] < 1.3, ratio  # measured 1.14, 1.19
+  assert ratio["walk", 0] > 3 and ratio["walk", 1] > 3, ratio  # measured 4.6, 7.9
+
+
+def doppler_feature(power):
+  """Log band powers of the time spectrum (shape and level) and the sorted motion-energy profile."""
+  x = np.log(power)
+  x = x - x.mean(axis=1, keepdims=True)
+  spectrum = (np.abs(np.fft.rfft(x, axis=1)) ** 2).mean(axis=(0, 2))
+  bands = np.log(np.add.reduceat(spectrum, np.unique(np.geomspace(1, 128, 12).astype(int)))[:-1])
+  energy = (np.diff(x, axis=1) ** 2).mean(axis=(0, 2))
+  profile = np.log(np.sort(energy[:240].reshape(8, -1).mean(axis=1)))
+  return np.concatenate([bands - bands.max(), [bands.max()], profile - profile.max(),
+                         [profile.max() - profile.min()]])
+
+
+def features(scenes, split, count, seed):
+  examples = [scenes(np.random.default_rng([seed, i]), (16, 256, 3), split) for i in range(count)]
+  return (np.stack([doppler_feature(e["spectrogram"]) for e in examples]),
+          np.array([e["label"] for e in examples]))
+
+
+def test_activities_separate_and_the_classifier_drops_on_unseen_domains():
+  scenes = simulate.CsiScenes(held_out=(("position", (3, 4)), ("orientation", (3, 4))))
+  train, train_labels = features(scenes, "train", 300, 0)
+  seen, seen_labels = features(scenes, "train", 180, 1)  # new examples of the training domains
+  unseen, unseen_labels = features(scenes, "test", 180, 2)
+  mean, std = train.mean(0), train.std(0) + 1e-9  # one band is always the 0 maximum
+  centroids = np.stack([((train - mean) / std)[train_labels == c].mean(0) for c in range(6)])
+
+  def accuracy(x, labels):
+    distance = (((x - mean) / std)[:, None] - centroids[None]) ** 2
+    return float(np.mean(distance.sum(-1).argmin(1) == labels))
+
+  in_domain, out_of_domain = accuracy(seen, seen_labels), accuracy(unseen, unseen_labels)
+  chance = 1 / 6
+  assert in_domain > 3 * chance, in_domain  # measured 0.65
+  assert out_of_domain < in_domain - 0.1, (in_domain, out_of_domain)  # measured 0.45
+
+
+def test_held_out_domains_split_as_documented():
+  held_out = domains.parse_held_out("room=2;subject=6,7")
+  assert held_out == {"room": (2,), "subject": (6, 7)}
+  rng = np.random.default_rng(0)
+  train = [domains.sample_domain(rng, "train", held_out) for _ in range(200)]
+  test = [domains.sample_domain(rng, "test", held_out) for _ in range(200)]
+  assert all(d.room != 2 and d.subject not in (6, 7) for d in train)
+  assert all(d.room == 2 and d.subject in (6, 7) for d in test)
+  assert {d.position for d in test} == set(range(len(domains.POSITIONS)))
+  with pytest.raises(ValueError, match="proper subset"):
+    domains.parse_held_out("room=0,1,2")
+  with pytest.raises(ValueError, match="'floor' is unknown"):
+    domains.parse_held_out("floor=1")
+
+
+@pytest.mark.parametrize("shape", [(32, 64, 3), (112, 496, 3), (16, 16, 1), (114, 2000, 3)])
+def test_registered_generator_shapes_floor_and_determinism(shape):
+  generator = get_generator("csi_har")
+  assert generator.label == "class" and generator.classes == simulate.NTU_FI_CLASSES
+  example = check_example(generator(np.random.default_rng(5), shape, "validation"), generator,
+                          shape, "csi_har")
+  assert example["spectrogram"].min() > 0  # never zero power: the log-power floor stays unused
+  assert example["domain"]["subject"] in (6, 7)  # validation holds out subjects 6 and 7
+  again = generator(np.random.default_rng(5), shape, "validation")
+  np.testing.assert_array_equal(example["spectrogram"], again["spectrogram"])
+
+
+def test_generator_is_fast_at_small_sizes_and_rejects_impossible_ones():
+  generator = get_generator("csi_har")
+  rng = np.random.default_rng(0)
+  generator(rng, (32, 64, 3), "train")
+  start = time.perf_counter()
+  for _ in range(20):
+    generator(rng, (32, 64, 3), "train")
+  assert (time.perf_counter() - start) / 20 < 0.05  # measured ~10 ms on 2 cores
+  with pytest.raises(ValueError, match="cannot reduce 114 samples to 128"):
+    generator(rng, (128, 64, 3), "train")
+  with pytest.raises(ValueError, match="4 channels requested; the atheros40 layout has 3"):
+    generator(rng, (32, 64, 4), "train")
+
+
+def test_csi_to_power_crops_and_block_averages_power():
+  amplitude = np.random.default_rng(0).uniform(1, 2, (3, 114, 2000)).astype(np.float32)
+  power = csi_to_power(amplitude, (32, 64, 2))
+  assert power.shape == (32, 64, 2) and power.dtype == np.float32
+  # 114 -> 32: centred 96 subcarriers (9..104) in blocks of 3; 2000 -> 64: centred 1984 in 31s.
+  expected = np.mean(amplitude[1, 9 + 3 * 5:9 + 3 * 6, 8 + 31 * 7:8 + 31 * 8] ** 2)
+  assert power[5, 7, 1] == pytest.approx(expected, rel=1e-5)
+  np.testing.assert_array_equal(csi_to_power(amplitude, (114, 2000, 3)),
+                                (amplitude ** 2).transpose(1, 2, 0))
+  with pytest.raises(ValueError, match="4 channels requested from CSI with 3 antennas"):
+    csi_to_power(amplitude, (32, 64, 4))
