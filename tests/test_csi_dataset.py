@@ -90,7 +90,8 @@ def test_csi_har_from_real_files(tmp_path):
   version_dir = csi_har.build(str(tmp_path / "w"), shape=(15, 10, 3), source=f"widar:{widar}")
   train, info = read_split(version_dir, "train")
   assert info.features["label"].names == ["gesture_1", "gesture_2"] and len(train) == 8
-  assert {int(e["subject"]) for e in train} == {1, 2, 3} and all(e["orientation"] == 2 for e in train)
+  assert {int(e["subject"]) for e in train} == {1, 2, 3}
+  assert all(e["orientation"] == 2 for e in train)
 
   bad = tmp_path / "bad"
   csi_fixtures.write_ntu_fi(bad, {"train_amp": {"box": 1}, "test_amp": {"box": 1}}, n_packets=5)

@@ -49,7 +49,8 @@ def test_ntu_fi_bad_files(tmp_path):
     read_csi(wrong)
   missing = tmp_path / "missing.mat"
   scipy.io.savemat(missing, {"other": np.ones((342, 20))})
-  with pytest.raises(CsiFileError, match=r"missing\.mat: has no 'CSIamp' variable; it has \['other'\]"):
+  with pytest.raises(CsiFileError,
+                     match=r"missing\.mat: has no 'CSIamp' variable; it has \['other'\]"):
     read_csi(missing)
   garbage = tmp_path / "garbage.mat"
   garbage.write_bytes(b"not a mat file at all" * 10)

@@ -1,6 +1,7 @@
 """Multipath channel frequency response per antenna pair and subcarrier (numpy, vectorised).
 
-H[t, pair, k] = sum_paths a * exp(-j 2 pi f_k L / c), L the path length. Static paths: line of sight,
+H[t, pair, k] = sum_paths a * exp(-j 2 pi f_k L / c), L the path length. Static paths: line of
+sight,
 first-order reflections off the six room surfaces (image method) and the room's furniture. Body
 paths: each body-part scatterer p with radar cross-section s reflects with the bistatic radar
 amplitude  lambda sqrt(s) / ((4 pi)^1.5 |p - tx| |p - rx|)  (line of sight: lambda / (4 pi L)),
@@ -28,10 +29,12 @@ def antenna_array(centre, towards, count: int, wavelength: float) -> np.ndarray:
 
 def pair_lengths(points, tx, rx) -> np.ndarray:
   """Path lengths |p - tx| + |p - rx| (..., P, n_rx * n_tx) (rx-major) of points (..., P, 3) for
-  arrays tx (n_tx, 3) and rx (n_rx, 3), with the distances to tx (..., P, n_tx) and rx (..., P, n_rx)."""
+  arrays tx (n_tx, 3) and rx (n_rx, 3), with the distances to tx (..., P, n_tx) and rx
+  (..., P, n_rx)."""
   to_tx = np.linalg.norm(points[..., None, :] - tx, axis=-1)  # (..., P, n_tx)
   to_rx = np.linalg.norm(points[..., None, :] - rx, axis=-1)  # (..., P, n_rx)
-  return (to_rx[..., :, None] + to_tx[..., None, :]).reshape(*to_rx.shape[:-1], len(rx) * len(tx)), to_tx, to_rx
+  lengths = to_rx[..., :, None] + to_tx[..., None, :]
+  return lengths.reshape(*to_rx.shape[:-1], len(rx) * len(tx)), to_tx, to_rx
 
 
 def scatter_paths(points, rcs, tx, rx, wavelength: float):

@@ -7,7 +7,8 @@ the recording's amplitude; 'label' a ClassLabel; domain fields 'room', 'subject'
                 and test `num_eval_examples` each) from the domains of domains.py; train, validation
                 and test domains follow `held_out` (domains.parse_held_out). Example i of split s is
                 scenes(default_rng([seed, s, i]), shape, s): a dataset is a pure function of params.
-  ntu_fi:PATH   NTU-Fi HAR/HumanID: test = test_amp, validation = every 10th train_amp file (sorted),
+  ntu_fi:PATH   NTU-Fi HAR/HumanID: test = test_amp, validation = every 10th train_amp file
+               (sorted),
                 train = the other train_amp files. No domain fields.
   ut_har:PATH   UT-HAR train/val/test arrays. No domain fields.
   widar:PATH    every *.dat under PATH (sorted); class = gesture ('gesture_<n>'), subject = user,

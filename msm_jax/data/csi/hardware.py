@@ -11,7 +11,8 @@ Applied in the order a real receiver imposes them:
                  slope over subcarriers from a random per-packet timing offset (`timing_offset_s`)
   quantisation   real and imaginary parts rounded to signed `bits`-bit integers, the RMS at 1/8 of
                  full scale (headroom for fades and AGC steps), clipped at full scale
-  drops          each packet is lost with a probability drawn from `drop_rate`; a lost packet repeats
+  drops          each packet is lost with a probability drawn from `drop_rate`; a lost packet
+                 repeats
                  the previous one (as interpolating loggers do), which never leaves a zero packet
 Amplitude only sees noise, AGC, quantisation and drops; phase impairments matter to phase users.
 """

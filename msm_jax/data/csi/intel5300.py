@@ -48,7 +48,7 @@ def _records(path, data: bytes):
 
 
 def parse_bfee(path, data: bytes) -> tuple[np.ndarray, dict]:
-  """CSI complex64 (packets, 30, n_rx, n_tx) with antennas permuted, and per-packet header fields."""
+  """CSI complex64 (packets, 30, n_rx, n_tx), antennas permuted, and per-packet header fields."""
   offsets = _records(path, data)
   if not offsets:
     raise CsiFileError(path, "holds no CSI (0xBB beamforming feedback) records.")
@@ -101,6 +101,7 @@ def read_dat(path) -> CsiRecording:
   amplitude 0.5 (half a step: below one step, never exactly zero power)."""
   with open(path, "rb") as f:
     csi, info = parse_bfee(path, f.read())
-  amplitude = np.maximum(np.abs(csi), 0.5).transpose(2, 3, 1, 0).reshape(-1, N_SUBCARRIERS, len(csi))
+  amplitude = np.maximum(np.abs(csi), 0.5).transpose(2, 3, 1, 0)
+  amplitude = amplitude.reshape(-1, N_SUBCARRIERS, len(csi))
   info.update(format="intel5300", csi=csi, **widar_fields(path))
   return CsiRecording(amplitude.astype(np.float32), info)

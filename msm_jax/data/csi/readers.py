@@ -40,14 +40,15 @@ def read_ntu_fi(path) -> CsiRecording:
   """One NTU-Fi .mat: amplitude (antennas, 114, packets); info['class'] = the parent folder."""
   content = _load_mat(path)
   if "CSIamp" not in content:
-    raise CsiFileError(path, f"has no 'CSIamp' variable; it has {sorted(k for k in content if not k.startswith('__'))}.")
+    names = sorted(k for k in content if not k.startswith("__"))
+    raise CsiFileError(path, f"has no 'CSIamp' variable; it has {names}.")
   array = np.asarray(content["CSIamp"])
   if array.ndim != 2 or array.shape[0] % NTU_FI_SUBCARRIERS or not array.size:
     raise CsiFileError(path, f"'CSIamp' has shape {array.shape}; expected (antennas x "
                              f"{NTU_FI_SUBCARRIERS}, packets), e.g. (342, 2000).")
   amplitude = array.astype(np.float32).reshape(-1, NTU_FI_SUBCARRIERS, array.shape[1])
-  return CsiRecording(amplitude, {"format": "ntu_fi",
-                                  "class": os.path.basename(os.path.dirname(os.path.abspath(path)))})
+  folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+  return CsiRecording(amplitude, {"format": "ntu_fi", "class": folder})
 
 
 def ntu_fi_files(root: str) -> tuple[tuple[str, ...], dict]:
@@ -65,8 +66,9 @@ def ntu_fi_files(root: str) -> tuple[tuple[str, ...], dict]:
       if name not in classes:
         raise CsiFileError(os.path.join(folder, name), f"class {name!r} is not a train class "
                                                        f"{classes}.")
+      names = sorted(os.listdir(os.path.join(folder, name)))
       files[split] += [(os.path.join(folder, name, f), classes.index(name))
-                       for f in sorted(os.listdir(os.path.join(folder, name))) if f.endswith(".mat")]
+                       for f in names if f.endswith(".mat")]
   return classes, files
 
 

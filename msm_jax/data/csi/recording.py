@@ -54,7 +54,8 @@ def csi_to_power(amplitude, shape) -> np.ndarray:
   amplitude = np.asarray(amplitude)
   height, width, channels = (int(d) for d in shape)
   if amplitude.ndim != 3:
-    raise ValueError(f"CSI amplitude must be (antennas, subcarriers, packets); got {amplitude.shape}.")
+    raise ValueError(f"CSI amplitude must be (antennas, subcarriers, packets); got "
+                     f"{amplitude.shape}.")
   n_ant, n_sub, n_time = amplitude.shape
   if not 1 <= channels <= n_ant:
     raise ValueError(f"{channels} channels requested from CSI with {n_ant} antennas.")
