@@ -75,7 +75,7 @@ def get_config(variant: str = "seg_tiny"):
   c.log_every = 50 if size == "tiny" else 100
   c.checkpoint_every = 300 if size == "tiny" else 2_000
   c.keep_checkpoints = 2
-  c.figure_every = 0 if task == "har" else c.get_ref("checkpoint_every")
+  c.figure_every = 0 if task == "har" else c.checkpoint_every  # segmentation overlays
   c.figure_examples = 4
   c.eval_batch_size = 64
   return c

@@ -1,0 +1,30 @@
+r"""The paper's study end to end: pretrain at 70/75/80 % masking, linear-probe both tasks from
+each, train the same and a ~4x larger encoder from scratch, and the reconstruction curve.
+
+  python -m launch.experiment --config=configs/experiment.py:cpu --workdir=/tmp/study
+
+Writes WORKDIR/results.md, results.json and results.png; rerunning skips finished runs and resumes
+an interrupted one.
+"""
+from absl import app, flags
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "e.g. configs/experiment.py:cpu")
+flags.DEFINE_string("workdir", None, "Every run's workdir, the datasets and the results go here.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  import os
+  from msm_jax.metrics.logger import quiet_library_logs
+  from msm_jax.study.experiment import run_experiment
+  quiet_library_logs()
+  run_experiment(FLAGS.config, FLAGS.workdir)
+  with open(os.path.join(FLAGS.workdir, "results.md")) as f:
+    print(f.read())
+
+
+if __name__ == "__main__":
+  app.run(main)
