@@ -187,3 +187,24 @@ def test_segmentation_learns_the_toy_task_and_resumes(tmp_path):
   assert again["confusion_matrix"] == metrics["confusion_matrix"]
   steps = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
   assert steps == sorted(set(steps)) and steps[-1] == 40
+
+
+def test_finetune_command_with_the_csi_generator(pretrained, tmp_path):
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  workdir = tmp_path / "har"
+  result = subprocess.run(
+      [sys.executable, "-m", "launch.finetune", "--config=configs/finetune.py:har_tiny",
+       f"--workdir={workdir}", f"--config.init_from={pretrained}", "--config.total_steps=4",
+       "--config.batch_size=8", "--config.log_every=2", "--config.data.eval_examples=16",
+       "--config.mode=partial", "--config.trainable_blocks=1"],
+      cwd=root, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "step 4/4" in result.stdout and "samples/s" in result.stdout
+  assert "Evaluation (" in result.stdout and '"accuracy"' in result.stdout
+  saved = json.load(open(workdir / "eval.json"))
+  assert saved["class_names"] == ["box", "circle", "clean", "fall", "run", "walk"]
+  assert saved["num_examples"] == 16
+  config = json.load(open(workdir / "config.json"))
+  assert config["mode"] == "partial" and config["init_from"] == pretrained
