@@ -48,6 +48,7 @@ def get_config(variant: str = "seg_tiny"):
   # Segmentation: pretrained decoder blocks in the head (the paper: 2; the tiny decoder has 1).
   c.decoder_blocks = min(2, c.model.decoder.depth)
   c.label_smoothing = 0.0
+  c.mixup_alpha = 0.0  # classification: > 0 mixes neighbouring samples, weight ~ Beta(a, a)
   c.class_weights = ()  # per-class loss weights, e.g. (0.2, 1.0, 1.0); () = equal
 
   c.data = ml_collections.ConfigDict()

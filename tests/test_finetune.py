@@ -208,3 +208,32 @@ def test_finetune_command_with_the_csi_generator(pretrained, tmp_path):
   assert saved["num_examples"] == 16
   config = json.load(open(workdir / "config.json"))
   assert config["mode"] == "partial" and config["init_from"] == pretrained
+
+
+def test_jit_and_pmap_finetuning_agree(tmp_path):
+  params = {}
+  for parallel in ("jit", "pmap"):
+    config = small("seg_tiny", parallel=parallel, mode="full", total_steps=2, log_every=1,
+                   checkpoint_every=2, base_lr=0.1)
+    config.model.drop_path = 0.0  # drop-path draws differ between the layouts by design
+    config.data.eval_examples = 8
+    params[parallel] = flat(finetune(config, str(tmp_path / parallel))[0].params)
+  assert params["jit"].keys() == params["pmap"].keys()
+  for path, value in params["jit"].items():
+    np.testing.assert_allclose(params["pmap"][path], value, rtol=2e-4, atol=2e-6, err_msg=path)
+
+
+def test_mixup_and_label_smoothing_change_the_targets():
+  batch = {"image": jnp.asarray(np.random.default_rng(0).normal(size=(4, 32, 64, 3)), jnp.float32),
+           "label": jnp.asarray([0, 1, 2, 0], jnp.int32)}
+  losses = {}
+  for name, overrides in [("plain", {}), ("mixup", dict(mixup_alpha=0.4)),
+                          ("smooth", dict(label_smoothing=0.2))]:
+    config = small("har_tiny", **overrides)
+    config.model.drop_path = 0.0
+    task = FinetuneTask(config, ("a", "b", "c"), STATS)
+    params = task.init_params(jax.random.key(0))
+    params["head"]["kernel"] = jax.random.normal(jax.random.key(1), params["head"]["kernel"].shape)
+    losses[name] = float(task.loss_fn(params, batch, jax.random.key(3), jnp.arange(4))[0])
+  assert abs(losses["mixup"] - losses["plain"]) > 1e-3
+  assert abs(losses["smooth"] - losses["plain"]) > 1e-3

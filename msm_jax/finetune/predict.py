@@ -54,7 +54,8 @@ def load_finetuned(workdir: str, step: int | None = None) -> Finetuned:
   config.model = {k: v for k, v in description.items() if k in (
       "encoder", "decoder", "patch_size", "use_cls", "dtype", "drop_path", "encoder_name",
       "decoder_name")}
-  config.update(init_from="", mode="full", trainable_blocks=0, class_weights=())
+  config.update(init_from="", mode="full", trainable_blocks=0, class_weights=(),
+                label_smoothing=0.0, mixup_alpha=0.0)
   task = FinetuneTask(config, description["classes"], description["stats"])
   return Finetuned(config, task, params)
 

@@ -94,10 +94,17 @@ class FinetuneTask(Task):
     params = jax.tree.map(lambda p, l: jax.lax.stop_gradient(p) if l == FROZEN else p,
                           params, self.labels)
     # Devices of a pmap hold different samples, so their drop-path draws must differ too.
-    logits = self.logits(params, batch["image"], jax.random.fold_in(rng, sample_ids[0]))
-    labels = batch["label"]
-    num_classes = len(self.classes)
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), self.config.label_smoothing)
+    rng = jax.random.fold_in(rng, sample_ids[0])
+    images, labels = batch["image"], batch["label"]
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, len(self.classes)),
+                                  self.config.label_smoothing)
+    if self.config.mixup_alpha > 0 and self.config.task == "classification":
+      # Mixup with the neighbouring sample of the (per-device) batch: one weight per batch.
+      mix = jax.random.beta(jax.random.fold_in(rng, 1), self.config.mixup_alpha,
+                            self.config.mixup_alpha)
+      images = mix * images + (1 - mix) * jnp.roll(images, 1, axis=0)
+      targets = mix * targets + (1 - mix) * jnp.roll(targets, 1, axis=0)
+    logits = self.logits(params, images, rng)
     per_item = optax.softmax_cross_entropy(logits, targets)
     weights = jnp.asarray(self.class_weights)[labels]
     loss = jnp.sum(per_item * weights) / jnp.sum(weights)
