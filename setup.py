@@ -15,7 +15,8 @@ CORE = [
     "tensorboard==2.21.0",  # event files only; its writer here never imports TensorFlow
 ]
 # Only the tf.data input pipeline and dataset building import TensorFlow, lazily.
-DATA = ["tensorflow-cpu==2.21.0", "tensorflow-datasets==4.9.10"]
+# scipy reads MATLAB .mat frames (MathWorks-style segmentation data), imported only for them.
+DATA = ["tensorflow-cpu==2.21.0", "tensorflow-datasets==4.9.10", "scipy==1.17.1"]
 
 setup(
     name="msm-jax",

@@ -4,6 +4,8 @@
       [--num_examples=N] [--height=Nt --width=Nf --channels=C] [--seed=S]
   python -m launch.make_dataset --dataset=csi_har --data_dir=DIR [--source=ntu_fi:PATH] \
       [--held_out='room=2'] [--csi_classes=ut_har]   # WiFi CSI activities (msm_jax/data/csi)
+  python -m launch.make_dataset --dataset=radio_segmentation --data_dir=DIR \
+      [--height=256 --width=256] [--frames=FOLDER [--skip_bad]]  # LTE/NR pixel labels
 
 Then train with config.data.data_dir=DIR, config.data.name=<dataset> and
 config.input_shape=(Nt, Nf, C). Datasets are looked up by name in DATASETS.
@@ -13,7 +15,7 @@ import os
 
 from absl import app, flags
 
-from msm_jax.data import radio_pretrain
+from msm_jax.data import radio_pretrain, radio_segmentation
 from msm_jax.data.csi import csi_har
 from msm_jax.data.normalize import STATS_FILENAME, read_stats
 
@@ -35,9 +37,27 @@ def _build_csi_har(flag_values) -> str:
       held_out=flag_values.held_out)
 
 
+def _build_radio_segmentation(flag_values) -> str:
+  shape = tuple(flag_values[name].value if flag_values[name].present else default
+                for name, default in zip(("height", "width", "channels"),
+                                         radio_segmentation.DEFAULT_SHAPE))
+  version_dir, skipped = radio_segmentation.build(
+      flag_values.data_dir, num_examples=flag_values.num_examples, shape=shape,
+      seed=flag_values.seed, folder=flag_values.frames, skip_bad=flag_values.skip_bad)
+  _report_skipped(skipped)
+  return version_dir
+
+
+def _report_skipped(skipped):
+  if skipped:
+    print(f"Skipped {len(skipped)} bad file(s) (--skip_bad):")
+    print("\n".join(f"  {problem}" for problem in skipped))
+
+
 # name -> function(flag values) that builds the dataset and returns its version directory.
 DATASETS = {radio_pretrain.NAME: _build_radio_pretrain}
 DATASETS[csi_har.NAME] = _build_csi_har
+DATASETS[radio_segmentation.NAME] = _build_radio_segmentation
 
 _DATASET = flags.DEFINE_enum("dataset", radio_pretrain.NAME, sorted(DATASETS), "Dataset to build.")
 flags.DEFINE_string("data_dir", None, "Directory to build into (config.data.data_dir).", required=True)
@@ -53,6 +73,10 @@ flags.DEFINE_string("csi_classes", "ntu_fi", "csi_har simulator activities: 'ntu
                     "'all' or comma-separated names (msm_jax.data.csi.kinematics.ACTIVITIES).")
 flags.DEFINE_string("csi_layout", "atheros40", "csi_har simulator card layout: atheros40 "
                     "(NTU-Fi, 114 subcarriers) or intel20 (Intel 5300, 30 subcarriers).")
+flags.DEFINE_string("frames", None, "radio_segmentation: a folder of MathWorks-style frames "
+                    "(NAME.mat/.png + NAME_label.png) instead of the lte_nr generator.")
+flags.DEFINE_bool("skip_bad", False, "Skip unreadable recordings / frames, reporting how many, "
+                  "instead of stopping at the first.")
 flags.DEFINE_string("held_out", "subject=6,7", "csi_har simulator domains only validation/test "
                     "see, e.g. 'room=2;position=3,4'; 'none' for one distribution.")
 
