@@ -2,7 +2,7 @@
 
 Per slot: a CORESET on the first 1-2 symbols over a fixed set of resource blocks (when a PDCCH is
 sent), then data (PDSCH, with its DM-RS inside) on one contiguous random block of resource blocks
-(random load); no always-on reference signal. SS/PBCH bursts every `ssb_period_ms` (20 ms
+(a `load` fraction of slots, each using at least `load` of the RBs); no always-on reference signal. SS/PBCH bursts every `ssb_period_ms` (20 ms
 default): L blocks of 20 RBs x 4 symbols (PSS, PBCH, SSS + PBCH, PBCH) at symbols 2, 8, 16, 22, ...
 of the burst's 5 ms half-frame. An optional TDD pattern (e.g. 'DDDSU') leaves uplink slots empty
 and the special slot's last 4 symbols too. Resource elements are unit-power QPSK x sqrt(SNR).
@@ -33,11 +33,13 @@ def resource_mask(rng, n_rb: int, mu: int, first_slot: int, n_slots: int, *, ssb
   coreset_symbols = int(rng.integers(1, 3))
   coreset_rbs = min(n_rb, 6 * int(rng.integers(2, 9)))
   coreset_start = int(rng.integers(0, n_rb - coreset_rbs + 1))
-  pdcch = rng.random(n_slots) < max(load, 0.3)
+  pdcch = rng.random(n_slots) < load  # an idle cell (load 0) sends only its SS/PBCH bursts
   coreset = ((symbol < coreset_symbols) & pdcch[local])[:, None] & (
       (rb >= coreset_start) & (rb < coreset_start + coreset_rbs))[None, :]
-  start = rng.integers(0, n_rb, n_slots)
-  stop = start + 1 + (rng.random(n_slots) * (n_rb - start)).astype(int)
+  # A scheduled slot uses one contiguous block of at least `load` of the RBs (all at full load).
+  size = np.maximum(1, np.round(n_rb * rng.uniform(load, 1.0, n_slots))).astype(int)
+  start = (rng.random(n_slots) * (n_rb - size + 1)).astype(int)
+  stop = start + size
   scheduled = rng.random(n_slots) < load
   data = ((symbol >= coreset_symbols) & scheduled[local])[:, None] & (
       (rb[None, :] >= start[local][:, None]) & (rb[None, :] < stop[local][:, None]))
