@@ -2,6 +2,8 @@
 
   python -m launch.make_dataset --dataset=radio_pretrain --data_dir=DIR \
       [--num_examples=N] [--height=Nt --width=Nf --channels=C] [--seed=S]
+  python -m launch.make_dataset --dataset=radio_pretrain --data_dir=DIR \
+      --recordings='captures/*.sigmf-meta' [--sample_rate=HZ] [--window_seconds=0.016] [--skip_bad]
   python -m launch.make_dataset --dataset=csi_har --data_dir=DIR [--source=ntu_fi:PATH] \
       [--held_out='room=2'] [--csi_classes=ut_har]   # WiFi CSI activities (msm_jax/data/csi)
   python -m launch.make_dataset --dataset=radio_segmentation --data_dir=DIR \
@@ -21,6 +23,14 @@ from msm_jax.data.normalize import STATS_FILENAME, read_stats
 
 
 def _build_radio_pretrain(flag_values) -> str:
+  if flag_values.recordings:
+    version_dir, skipped = radio_pretrain.build_from_recordings(
+        flag_values.data_dir, flag_values.recordings,
+        shape=(flag_values.height, flag_values.width, flag_values.channels),
+        sample_rate=flag_values.sample_rate, window_seconds=flag_values.window_seconds,
+        skip_bad=flag_values.skip_bad)
+    _report_skipped(skipped)
+    return version_dir
   return radio_pretrain.build(
       flag_values.data_dir, num_examples=flag_values.num_examples, seed=flag_values.seed,
       shape=(flag_values.height, flag_values.width, flag_values.channels))
@@ -75,6 +85,11 @@ flags.DEFINE_string("csi_layout", "atheros40", "csi_har simulator card layout: a
                     "(NTU-Fi, 114 subcarriers) or intel20 (Intel 5300, 30 subcarriers).")
 flags.DEFINE_string("frames", None, "radio_segmentation: a folder of MathWorks-style frames "
                     "(NAME.mat/.png + NAME_label.png) instead of the lte_nr generator.")
+flags.DEFINE_string("recordings", None, "radio_pretrain: glob of SigMF (.sigmf-meta) / .npy IQ "
+                    "recordings, cut into windows instead of generating spectrograms.")
+flags.DEFINE_float("sample_rate", None, "Sample rate (Hz) of .npy recordings without a NAME.json.")
+flags.DEFINE_float("window_seconds", None, "Recording window length (default 16 ms, the "
+                   "generators' frame).")
 flags.DEFINE_bool("skip_bad", False, "Skip unreadable recordings / frames, reporting how many, "
                   "instead of stopping at the first.")
 flags.DEFINE_string("held_out", "subject=6,7", "csi_har simulator domains only validation/test "

@@ -201,3 +201,51 @@ def test_make_dataset_radio_segmentation_from_frames_skips_bad(tmp_path):
   info = json.loads((version_dir / "dataset_info.json").read_text())
   sizes = {s["name"]: sum(int(n) for n in s.get("shardLengths", [0])) for s in info["splits"]}
   assert sum(sizes.values()) == 9 and sizes["validation"] == sizes["test"] == 1
+
+
+def test_parallel_examples_do_not_depend_on_workers():
+  from msm_jax.data import parallel
+  args = ("lte_nr", (8, 16, 1), 2, 1, "validation", 3)
+  here = list(parallel.examples(*args, workers=1))
+  spawned = list(parallel.examples(*args, workers=2))
+  for a, b in zip(here, spawned, strict=True):
+    np.testing.assert_array_equal(a["spectrogram"], b["spectrogram"])
+    np.testing.assert_array_equal(a["label"], b["label"])
+
+
+def test_radio_pretrain_from_recordings_stft_in_pipeline(tmp_path):
+  from msm_jax.data.normalize import standardize
+  from msm_jax.data.tfds_pipeline import TfdsSource
+  inputs = tmp_path / "in"
+  inputs.mkdir()
+  window = int(round(RATE * 0.016))
+  tone = np.exp(2j * np.pi * 0.2 * np.arange(7 * window)).astype(np.complex64)
+  write_sigmf(str(inputs / "a"), 0.5 * random_iq(7 * window) + 0.1 * tone, "ci16_le")
+  np.save(inputs / "b.npy", random_iq(5 * window + 100, seed=1))
+  (inputs / "b.json").write_text(json.dumps({"sample_rate": RATE}))
+  (inputs / "c.sigmf-meta").write_text("{}")  # bad: no global / no data file
+  command = [sys.executable, "-m", "launch.make_dataset", "--dataset=radio_pretrain",
+             f"--recordings={inputs}/*", "--height=16", "--width=32"]
+  failed = subprocess.run(command + [f"--data_dir={tmp_path / 'x'}"], cwd=REPO,
+                          capture_output=True, text=True)
+  assert failed.returncode != 0 and "c.sigmf-data: missing" in failed.stderr
+  result = subprocess.run(command + [f"--data_dir={tmp_path / 'data'}", "--skip_bad"], cwd=REPO,
+                          capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "Skipped 1 bad file(s)" in result.stdout
+  shape = (16, 32, 1)
+  source = TfdsSource(name="radio_pretrain", data_dir=str(tmp_path / "data"), split="train",
+                      input_shape=shape, seed=0, shuffle_buffer=1, prefetch=1)
+  images = np.concatenate([b["image"] for b in source.epoch(4)])
+  assert images.shape == (10, 16, 32, 1)  # 12 windows: 8 = validation, 9 = test
+  # The tf.data STFT of stored windows == the numpy spectrograms of the same windows.
+  iq = np.concatenate([read_recording(str(inputs / "a.sigmf-meta")).iq,
+                       read_recording(str(inputs / "b.npy")).iq[:5 * window]])
+  expected = recording_spectrograms(
+      Recording(iq=iq, sample_rate=RATE, center_frequency=None, annotations=[], path="x"), shape)
+  expected = standardize(expected[[i for i in range(12) if i % 10 < 8]], source.stats["mean"],
+                         source.stats["std"])
+  distance = np.abs(images[:, None] - expected[None]).reshape(10, 10, -1).max(axis=-1)
+  assert distance.min(axis=1).max() < 2e-4  # every image is one window (tfds orders by key hash)
+  assert sorted(distance.argmin(axis=1)) == list(range(10))
+  assert abs(images.mean()) < 1e-3

@@ -12,6 +12,8 @@ import numpy as np
 
 from msm_jax.data.generators import check_example, get_generator
 
+MIN_PARALLEL = 32
+
 
 def example(name: str, shape, seed: int, split_id: int, split: str, index: int) -> dict:
   """Example `index` of `split` from generator `name` (checked against its promise)."""
@@ -22,9 +24,14 @@ def example(name: str, shape, seed: int, split_id: int, split: str, index: int) 
 
 def examples(name: str, shape, seed: int, split_id: int, split: str, count: int,
              workers: int | None = None):
-  """Yields examples 0..count-1 of `split` in order, computed by `workers` processes (default: one
-  per CPU; 1 computes them here)."""
-  workers = min(workers or os.cpu_count() or 1, count)
+  """Yields examples 0..count-1 of `split` in order, computed by `workers` processes (1: here).
+
+  By default one worker per CPU, except for fewer than MIN_PARALLEL examples, which are made here:
+  starting a spawned worker (importing numpy and the scene models) costs about a second.
+  """
+  if workers is None:
+    workers = os.cpu_count() or 1 if count >= MIN_PARALLEL else 1
+  workers = min(workers, count)
   make = functools.partial(example, name, tuple(shape), seed, split_id, split)
   if workers <= 1:
     yield from map(make, range(count))

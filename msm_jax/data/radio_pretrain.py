@@ -7,17 +7,27 @@ so a dataset is fully determined by its parameters, which are stored in its meta
 building, normalisation statistics of the train split are written to stats.json in the same
 version directory (DATA_DIR/radio_pretrain/1.0.0/), where TfdsSource reads them.
 
+`build_from_recordings` makes it from the user's SigMF / .npy files instead: consecutive windows
+of `window_seconds` stored as {'iq': complex64} (window k of the sorted files goes to validation if
+k % 10 == 8, test if 9, else train; neighbouring windows of one file are alike, so this split
+measures little beyond fitting), turned into spectrograms of metadata['shape'] by the tf.data
+pipeline with the generators' STFT (msm_jax.data.radio.stft).
+
 tensorflow_datasets is imported lazily: the builder class is created by `builder_class()`.
 """
 import functools
+import glob
 import json
 import os
 
 import numpy as np
 
+from msm_jax.data import parallel
 from msm_jax.data.normalize import STATS_FILENAME, compute_stats, write_stats
 from msm_jax.data.generators import get_generator
-from msm_jax.data.tfds_pipeline import FEATURE, import_tf
+from msm_jax.data.radio import recordings as rec
+from msm_jax.data.radio.stft import power_spectrogram, spec_for
+from msm_jax.data.tfds_pipeline import FEATURE, IQ, import_tf
 
 NAME = "radio_pretrain"
 DEFAULT_SHAPE = (224, 224, 1)
@@ -57,11 +67,16 @@ def builder_class():
       super().__init__(**kwargs)
 
     def _info(self):
-      return self.dataset_info_from_configs(
-          features=tfds.features.FeaturesDict(
-              {FEATURE: tfds.features.Tensor(shape=tuple(self.params["shape"]), dtype=np.float32,
-                                         encoding=tfds.features.Encoding.BYTES)}),
-          metadata=tfds.core.MetadataDict(self.params))
+      if "files" in self.params:
+        feature = {IQ: tfds.features.Tensor(shape=(self.params["window_samples"],),
+                                            dtype=np.complex64,
+                                            encoding=tfds.features.Encoding.BYTES)}
+      else:
+        feature = {FEATURE: tfds.features.Tensor(shape=tuple(self.params["shape"]),
+                                                 dtype=np.float32,
+                                                 encoding=tfds.features.Encoding.BYTES)}
+      return self.dataset_info_from_configs(features=tfds.features.FeaturesDict(feature),
+                                            metadata=tfds.core.MetadataDict(self.params))
 
     def _split_generators(self, dl_manager):
       del dl_manager  # nothing is downloaded
@@ -69,11 +84,13 @@ def builder_class():
 
     def _generate_examples(self, split):
       p = self.params
-      generate, shape = get_generator(p["generator"]), tuple(p["shape"])
+      if "files" in p:
+        yield from _recording_examples(p, split)
+        return
       count = p["num_examples"] if split == "train" else p["num_eval_examples"]
-      for index in range(count):
-        rng = np.random.default_rng([p["seed"], SPLIT_IDS[split], index])
-        yield index, {FEATURE: generate(rng, shape, split)[FEATURE]}
+      for index, example in enumerate(parallel.examples(
+          p["generator"], p["shape"], p["seed"], SPLIT_IDS[split], split, count)):
+        yield index, {FEATURE: example[FEATURE]}
 
     def _post_download_and_prepare_hook(self):
       write_train_stats(self)
@@ -81,11 +98,38 @@ def builder_class():
   return RadioPretrain
 
 
+def _window_split(window: int) -> str:
+  return {8: "validation", 9: "test"}.get(window % 10, "train")
+
+
+def _recording_examples(params, split):
+  """(key, {'iq': window}) of `split` from params['files'] (see the module doc)."""
+  window = 0
+  for path, count in params["files"]:
+    recording = rec.read_recording(path, params["sample_rate"])
+    windows = rec.recording_windows(recording, params["shape"], params["window_seconds"])
+    for index in range(count):
+      if _window_split(window) == split:
+        yield window, {IQ: windows[index]}
+      window += 1
+
+
+def _train_powers(builder):
+  """Linear power of every train example: stored, or the STFT of stored IQ windows."""
+  _, tfds = import_tf()
+  features = builder.info.features
+  if FEATURE in features:
+    for batch in tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False).batch(256)):
+      yield batch[FEATURE]
+    return
+  spec = spec_for(*builder.info.metadata["shape"][:2])
+  for example in tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)):
+    yield power_spectrogram(example[IQ], spec)
+
+
 def write_train_stats(builder) -> dict:
   """Computes log-power statistics over the whole train split and writes them to stats.json."""
-  _, tfds = import_tf()
-  train = builder.as_dataset(split="train", shuffle_files=False).batch(256)
-  stats = compute_stats(batch[FEATURE] for batch in tfds.as_numpy(train))
+  stats = compute_stats(_train_powers(builder))
   stats.update(split="train", num_examples=builder.info.splits["train"].num_examples)
   write_stats(os.path.join(builder.data_dir, STATS_FILENAME), stats)
   return stats
@@ -98,9 +142,59 @@ def build(data_dir: str, *, num_examples: int, shape, seed: int, generator: str 
   Re-running with the same parameters reuses the dataset (and writes stats.json if a previous run
   died before it); different parameters in the same data_dir are an error, not an overwrite.
   """
+  return _prepare(data_dir, build_params(num_examples=num_examples, shape=shape, seed=seed,
+                                         generator=generator, num_eval_examples=num_eval_examples))
+
+
+def recordings_params(pattern: str, *, shape, sample_rate: float | None = None,
+                      window_seconds: float | None = None, skip_bad: bool = False):
+  """(params, skipped problems) of a radio_pretrain made of the recordings matching `pattern`.
+
+  Every file is read once here, so a bad one fails the build before anything is written (or, with
+  skip_bad, is left out and reported); all must share one sample rate (windows have one length).
+  """
+  if len(shape) != 3 or shape[2] != 1:
+    raise ValueError(f"recordings give 1-channel spectrograms; shape={tuple(shape)}.")
+  paths = sorted(p for p in glob.glob(os.path.expanduser(pattern), recursive=True)
+                 if p.endswith((".sigmf-meta", ".npy")))
+  if not paths:
+    raise ValueError(f"--recordings={pattern!r} matches no .sigmf-meta or .npy file.")
+  files, skipped, rate = [], [], None
+  for path in paths:
+    try:
+      recording = rec.read_recording(path, sample_rate)
+      if rate is not None and recording.sample_rate != rate:
+        raise rec.RecordingError(f"{path}: sample rate {recording.sample_rate:g} differs from the "
+                                 f"{rate:g} of {files[0][0]}; build one dataset per rate.")
+      count = len(rec.recording_windows(recording, shape, window_seconds))
+    except rec.RecordingError as error:
+      if not skip_bad:
+        raise
+      skipped.append(str(error))
+      continue
+    rate = recording.sample_rate
+    files.append([os.path.abspath(path), count])
+  if sum(count for _, count in files) < 10:
+    raise ValueError(f"--recordings={pattern!r} gives {sum(c for _, c in files)} windows; at least "
+                     "10 are needed to fill train, validation and test.")
+  seconds = window_seconds or rec.DEFAULT.frame_seconds
+  params = {"files": files, "shape": [int(d) for d in shape], "sample_rate": rate,
+            "window_seconds": seconds, "window_samples": int(round(seconds * rate))}
+  return params, skipped
+
+
+def build_from_recordings(data_dir: str, pattern: str, *, shape, sample_rate: float | None = None,
+                          window_seconds: float | None = None, skip_bad: bool = False):
+  """Builds radio_pretrain from recordings (see `recordings_params`); returns (version directory,
+  skipped problems)."""
+  params, skipped = recordings_params(pattern, shape=shape, sample_rate=sample_rate,
+                                      window_seconds=window_seconds, skip_bad=skip_bad)
+  return _prepare(data_dir, params), skipped
+
+
+def _prepare(data_dir: str, params: dict) -> str:
+  """Builds (or reuses, if built with the same params) radio_pretrain with `params`."""
   _, tfds = import_tf()
-  params = build_params(num_examples=num_examples, shape=shape, seed=seed, generator=generator,
-                        num_eval_examples=num_eval_examples)
   builder = builder_class()(params=params, data_dir=data_dir)
   version_dir = os.fspath(builder.data_dir)
   stored_path = os.path.join(version_dir, "metadata.json")

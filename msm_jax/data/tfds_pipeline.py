@@ -13,6 +13,9 @@ from msm_jax.data.source import check_input_shape, local_batch_size
 
 FEATURE = "spectrogram"  # float32 linear power (Nt, Nf, C) in every dataset
 LABEL = "label"  # labelled datasets: class id (tfds ClassLabel) or per-pixel ids (Nt, Nf)
+# Recordings: complex64 IQ windows stored instead of FEATURE, with metadata['shape'] the spectrogram
+# shape; the pipeline turns them into spectrograms (msm_jax.data.radio.stft, the generators' STFT).
+IQ = "iq"
 _VERSION_DIR = re.compile(r"^\d+\.\d+\.\d+$")
 
 
@@ -66,10 +69,13 @@ class TfdsSource:
     self.dataset_dir = find_dataset_dir(data_dir, name)
     self._builder = tfds.builder_from_directory(self.dataset_dir)
     features = self._builder.info.features
-    if FEATURE not in features:
-      raise ValueError(f"{self.dataset_dir} (config.data.name={name!r}) has no {FEATURE!r} feature; "
-                       f"it has {sorted(features.keys())}.")
-    stored = tuple(features[FEATURE].shape)
+    if FEATURE in features:
+      stored = tuple(features[FEATURE].shape)
+    elif IQ in features:
+      stored = tuple(self._builder.info.metadata["shape"])
+    else:
+      raise ValueError(f"{self.dataset_dir} (config.data.name={name!r}) has no {FEATURE!r} (or "
+                       f"{IQ!r}) feature; it has {sorted(features.keys())}.")
     if stored != self.input_shape:
       raise ValueError(
           f"config.input_shape={self.input_shape} does not match the spectrogram shape {stored} "
@@ -100,11 +106,16 @@ class TfdsSource:
     tf, _ = import_tf()
     features = self._builder.info.features
     mean, std = self.stats["mean"], self.stats["std"]
-    decode = features[FEATURE].decode_example
+    key = FEATURE if FEATURE in features else IQ
+    decode = features[key].decode_example
+    if key == IQ:
+      from msm_jax.data.radio.stft import spec_for, tf_power_spectrogram
+      spec, decode_iq = spec_for(*self.input_shape[:2]), decode
+      decode = lambda raw: tf_power_spectrogram(decode_iq(raw), spec)[..., None]
     has_label = LABEL in features
 
     def prepare(example):
-      out = {"image": standardize(decode(example[FEATURE]), mean, std, log=tf.math.log)}
+      out = {"image": standardize(decode(example[key]), mean, std, log=tf.math.log)}
       if has_label:
         out["label"] = tf.cast(features[LABEL].decode_example(example[LABEL]), tf.int32)
       return out
@@ -115,7 +126,7 @@ class TfdsSource:
     _, tfds = import_tf()
     features = self._builder.info.features
     # Everything stays serialised until after any resume skip, which then costs no decoding.
-    decoders = {key: tfds.decode.SkipDecoding() for key in (FEATURE, LABEL) if key in features}
+    decoders = {key: tfds.decode.SkipDecoding() for key in (FEATURE, IQ, LABEL) if key in features}
     return self._builder.as_dataset(split=split, shuffle_files=shuffle_files,
                                     read_config=read_config, decoders=decoders)
 
