@@ -51,9 +51,13 @@ def stft(iq: np.ndarray, spec: StftSpec) -> np.ndarray:
   if iq.shape[-1] < spec.n_fft:
     raise ValueError(f"{iq.shape[-1]} IQ samples are fewer than one {spec.n_fft}-point frame.")
   frames = np.lib.stride_tricks.sliding_window_view(iq, spec.n_fft, axis=-1)[..., ::spec.hop, :]
-  w = window(spec.n_fft)
-  scaled = frames * (w / np.sqrt(np.sum(w.astype(np.float64) ** 2))).astype(np.float32)
-  return np.fft.fftshift(np.fft.fft(scaled, axis=-1), axes=-1).astype(np.complex64, copy=False)
+  w = window(spec.n_fft) / np.sqrt(np.sum(window(spec.n_fft).astype(np.float64) ** 2))
+  if spec.n_fft % 2 == 0:
+    # Centring for free: (-1)^n in the window shifts the spectrum by n_fft / 2 (== fftshift).
+    w = w * (1 - 2 * (np.arange(spec.n_fft) % 2))
+    return np.fft.fft(frames * w.astype(np.float32), axis=-1).astype(np.complex64, copy=False)
+  x = np.fft.fft(frames * w.astype(np.float32), axis=-1)
+  return np.fft.fftshift(x, axes=-1).astype(np.complex64, copy=False)
 
 
 def reduce_power(power: np.ndarray, spec: StftSpec) -> np.ndarray:
