@@ -51,7 +51,8 @@ def folder_splits(folder: str, seed: int) -> dict:
   frames = mathworks.find_frames(folder)
   order = np.random.default_rng(seed).permutation(len(frames))
   n_eval = max(1, len(frames) // 10) if len(frames) >= 3 else 0
-  cut = {"validation": order[:n_eval], "test": order[n_eval:2 * n_eval], "train": order[2 * n_eval:]}
+  cut = {"validation": order[:n_eval], "test": order[n_eval:2 * n_eval],
+         "train": order[2 * n_eval:]}
   return {split: [frames[i] for i in sorted(indices)] for split, indices in cut.items()}
 
 

@@ -37,7 +37,8 @@ def narrowband(rng: np.random.Generator, n_samples: int, sample_rate: float, *,
   rrc = np.where(edge <= 0, 1.0, np.sqrt(0.5 * (1 + np.cos(np.pi * np.clip(edge, 0, rolloff)
                                                          / max(rolloff, 1e-9)))))
   rrc[np.abs(f) > (1 + rolloff) / 2] = 0.0
-  shaped = np.roll(spectrum[np.arange(n) % n_symbols] * rrc, int(round(centre_hz * n / sample_rate)))
+  shift = int(round(centre_hz * n / sample_rate))
+  shaped = np.roll(spectrum[np.arange(n) % n_symbols] * rrc, shift)
   x = np.fft.ifft(shaped)[:n_samples]
   bandwidth = sample_rate / samples_per_symbol  # noise power in the symbol-rate band
   x *= np.sqrt(10 ** (snr_db / 10) * bandwidth / sample_rate / np.mean(np.abs(x) ** 2))

@@ -82,8 +82,8 @@ def find_frames(folder: str) -> list[tuple[str, str]]:
   for path in sorted(glob.glob(os.path.join(folder, "**", "*"), recursive=True)):
     stem, ext = os.path.splitext(path)
     if ext in (".mat", ".png") and not stem.endswith("_label"):
-      labels = [stem + "_label" + e for e in (".png", ".mat") if os.path.exists(stem + "_label" + e)]
-      pairs.append((path, labels[0] if labels else stem + "_label.png"))
+      labels = [stem + "_label" + e for e in (".png", ".mat")]
+      pairs.append((path, next((p for p in labels if os.path.exists(p)), labels[0])))
   if not pairs:
     raise RecordingError(f"{folder}: no spectrogram frames (NAME.mat / NAME.png with "
                          "NAME_label.png).")

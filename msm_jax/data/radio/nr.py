@@ -2,10 +2,11 @@
 
 Per slot: a CORESET on the first 1-2 symbols over a fixed set of resource blocks (when a PDCCH is
 sent), then data (PDSCH, with its DM-RS inside) on one contiguous random block of resource blocks
-(a `load` fraction of slots, each using at least `load` of the RBs); no always-on reference signal. SS/PBCH bursts every `ssb_period_ms` (20 ms
-default): L blocks of 20 RBs x 4 symbols (PSS, PBCH, SSS + PBCH, PBCH) at symbols 2, 8, 16, 22, ...
-of the burst's 5 ms half-frame. An optional TDD pattern (e.g. 'DDDSU') leaves uplink slots empty
-and the special slot's last 4 symbols too. Resource elements are unit-power QPSK x sqrt(SNR).
+(a `load` fraction of slots, each using at least `load` of the RBs); no always-on reference
+signal. SS/PBCH bursts every `ssb_period_ms` (20 ms default): L blocks of 20 RBs x 4 symbols
+(PSS, PBCH, SSS + PBCH, PBCH) at symbols 2, 8, 16, 22, ... of the burst's 5 ms half-frame. An
+optional TDD pattern (e.g. 'DDDSU') leaves uplink slots empty and the special slot's last 4
+symbols too. Resource elements are unit-power QPSK x sqrt(SNR).
 """
 import numpy as np
 

@@ -119,7 +119,8 @@ def random_nr(rng, config: SceneConfig = DEFAULT) -> np.ndarray:
   iq = nr_signal(rng, config.n_samples, config.sample_rate, scs_khz=scs, bandwidth_mhz=bandwidth,
                  offset_subcarriers=_placement(rng, n_rb * 12 * scs * 1e3, scs * 1e3, config),
                  snr_db=rng.uniform(*config.snr_db), ssb_period_ms=int(rng.choice([10, 20, 20])),
-                 tdd=(None, "DDDSU", "DDDDDDDSUU")[int(rng.integers(3))], load=rng.uniform(0.1, 1.0))
+                 tdd=(None, "DDDSU", "DDDDDDDSUU")[int(rng.integers(3))],
+                 load=rng.uniform(0.1, 1.0))
   return _channel(rng, iq, config)
 
 
@@ -130,8 +131,9 @@ def random_other(rng, config: SceneConfig = DEFAULT) -> np.ndarray:
   if kind == 0:
     sps = int(rng.integers(16, 1025))
     iq = narrowband(rng, config.n_samples, fs, samples_per_symbol=sps,
-                    rolloff=rng.uniform(0.1, 0.5), centre_hz=_placement(rng, 1.5 * fs / sps, 1, config),
-                    snr_db=snr, modulation=str(rng.choice(["bpsk", "qpsk", "8psk", "16qam", "64qam"])))
+                    rolloff=rng.uniform(0.1, 0.5),
+                    centre_hz=_placement(rng, 1.5 * fs / sps, 1, config), snr_db=snr,
+                    modulation=str(rng.choice(["bpsk", "qpsk", "8psk", "16qam", "64qam"])))
   elif kind == 1:
     iq = wifi_bursts(rng, config.n_samples, fs, centre_hz=_placement(rng, 20e6, 1, config),
                      snr_db=snr, duty=rng.uniform(0.1, 0.9))
