@@ -33,7 +33,7 @@ def get_config(variant: str = "cpu"):
       {"seg": (64, 64, 1) if tiny else (256, 256, 1), "har": (32, 64, 3) if tiny else (112, 496, 3)})
   c.examples = ml_collections.ConfigDict(
       {"test": dict(pretrain=32, seg=32, har=32, eval=16),
-       "cpu": dict(pretrain=4096, seg=1024, har=1024, eval=256),
+       "cpu": dict(pretrain=2048, seg=1024, har=1024, eval=256),
        "paper": dict(pretrain=100_000, seg=8_000, har=6_000, eval=1_000)}[variant])
 
   steps = {"test": (6, 6, 6), "cpu": (3000, 600, 600), "paper": (100_000, 10_000, 10_000)}
