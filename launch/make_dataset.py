@@ -1,4 +1,4 @@
-"""Builds a pretraining dataset locally (offline) for `config.data.source = 'tfds'`.
+"""Builds a dataset locally (offline) for `config.data.source = 'tfds'`, with a progress bar.
 
   python -m launch.make_dataset --dataset=radio_pretrain --data_dir=DIR \
       [--num_examples=N] [--height=Nt --width=Nf --channels=C] [--seed=S]
@@ -65,9 +65,8 @@ def _report_skipped(skipped):
 
 
 # name -> function(flag values) that builds the dataset and returns its version directory.
-DATASETS = {radio_pretrain.NAME: _build_radio_pretrain}
-DATASETS[csi_har.NAME] = _build_csi_har
-DATASETS[radio_segmentation.NAME] = _build_radio_segmentation
+DATASETS = {radio_pretrain.NAME: _build_radio_pretrain, csi_har.NAME: _build_csi_har,
+            radio_segmentation.NAME: _build_radio_segmentation}
 
 _DATASET = flags.DEFINE_enum("dataset", radio_pretrain.NAME, sorted(DATASETS), "Dataset to build.")
 flags.DEFINE_string("data_dir", None, "Directory to build into (config.data.data_dir).", required=True)

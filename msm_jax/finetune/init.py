@@ -32,8 +32,9 @@ def check_compatible(model_config, pretrained: dict, init_from: str, decoder_dep
     for field in DECODER_FIELDS:
       require(f"decoder.{field}", model_config.decoder[field], pretrained["decoder"][field])
     if decoder_depth > pretrained["decoder"]["depth"]:
-      raise ValueError(f"config.decoder_blocks={decoder_depth} exceeds the {pretrained['decoder']['depth']} "
-                       f"decoder blocks of the checkpoint in config.init_from={init_from!r}.")
+      raise ValueError(f"config.decoder_blocks={decoder_depth} exceeds the "
+                       f"{pretrained['decoder']['depth']} decoder blocks of the checkpoint in "
+                       f"config.init_from={init_from!r}.")
 
 
 def adapt_patch_embed(kernel: np.ndarray, patch_size, channels: int) -> np.ndarray:

@@ -47,8 +47,9 @@ class FinetuneTask(Task):
     self.stats = dict(stats)
     self.input_shape = tuple(config.input_shape)
     if len(self.classes) < 2:
-      raise ValueError(f"config.data ({config.data.source}: {config.data.generator or config.data.name}) "
-                       f"has class names {self.classes}; finetuning needs a labelled dataset.")
+      data = config.data.generator if config.data.source == "synthetic" else config.data.name
+      raise ValueError(f"config.data ({config.data.source}: {data}) has class names "
+                       f"{self.classes}; finetuning needs a labelled dataset.")
     self.model = build_model(config, len(self.classes))
     weights = tuple(config.class_weights)
     if weights and (len(weights) != len(self.classes) or min(weights) <= 0):
