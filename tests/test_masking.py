@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from msm_jax.models.masking import batch_masks, num_visible, random_mask
+from msm_jax.models.masking import batch_masks, num_visible
 
 
 @pytest.mark.parametrize("n,ratio,keep", [(196, 0.75, 49), (100, 0.9, 10), (100, 0.7, 30),

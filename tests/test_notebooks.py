@@ -18,26 +18,27 @@ def notebook_source(name: str, **constants) -> str:
   return code
 
 
-def test_quickstart_notebook_runs(tmp_path):
-  code = "import matplotlib\nmatplotlib.use('Agg')\n" + notebook_source(
-      "msm_quickstart.ipynb", TOTAL_STEPS=4)
+def run_notebook(tmp_path, name: str, **constants) -> str:
+  """Runs the notebook's code cells in a fresh interpreter in tmp_path; returns its stdout."""
+  code = "import matplotlib\nmatplotlib.use('Agg')\n" + notebook_source(name, **constants)
   env = dict(os.environ, PYTHONPATH=ROOT)
   result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert '"encoder"' in result.stdout and "encoder parameters" in result.stdout
+  return result.stdout
+
+
+def test_quickstart_notebook_runs(tmp_path):
+  stdout = run_notebook(tmp_path, "msm_quickstart.ipynb", TOTAL_STEPS=4)
+  assert '"encoder"' in stdout and "encoder parameters" in stdout
   workdir = tmp_path / "workdirs" / "notebook_tiny"
   assert (workdir / "figures" / "reconstruction_0000004.png").exists()
 
 
 def test_segmentation_notebook_runs(tmp_path):
-  code = "import matplotlib\nmatplotlib.use('Agg')\n" + notebook_source(
-      "msm_segmentation.ipynb", NUM_EXAMPLES=16, PRETRAIN_STEPS=4, FINETUNE_STEPS=4)
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "'mean_iou'" in result.stdout and "'trainable_params'" in result.stdout
+  stdout = run_notebook(tmp_path, "msm_segmentation.ipynb", NUM_EXAMPLES=16, PRETRAIN_STEPS=4,
+                        FINETUNE_STEPS=4)
+  assert "'mean_iou'" in stdout and "'trainable_params'" in stdout
   root = tmp_path / "workdirs" / "notebook_segmentation"
   assert (root / "segmentation" / "eval.json").exists()
   assert (root / "pretrain" / "figures" / "reconstruction_0000004.png").exists()

@@ -1,7 +1,6 @@
 """Radio recordings (SigMF / .npy), MathWorks-style frames and the radio_segmentation dataset."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -16,21 +15,6 @@ from msm_jax.data.radio.stft import power_spectrogram, spec_for
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RATE = 3.84e6
 
-
-@pytest.fixture(scope="module", autouse=True)
-def no_network():
-  """Fails the module if anything (tfds included) tries to open a network connection."""
-  attempts = []
-
-  def refuse(*args, **kwargs):
-    attempts.append(args)
-    raise OSError("network access is forbidden in tests")
-
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(socket.socket, "connect", refuse)
-    patch.setattr(socket, "getaddrinfo", refuse)
-    yield
-  assert not attempts, f"network access attempted: {attempts}"
 
 
 def write_sigmf(base, iq, datatype, **extra_global):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from typing import Any
 
 import jax
 import numpy as np

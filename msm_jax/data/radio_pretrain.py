@@ -194,16 +194,24 @@ def build_from_recordings(data_dir: str, pattern: str, *, shape, sample_rate: fl
 
 def _prepare(data_dir: str, params: dict) -> str:
   """Builds (or reuses, if built with the same params) radio_pretrain with `params`."""
+  return prepare_builder(builder_class()(params=params, data_dir=data_dir), params)
+
+
+def prepare_builder(builder, params: dict) -> str:
+  """Runs a locally generated builder (any of ours) offline; returns its version directory.
+
+  A dataset already built with the same `params` is reused (and gets stats.json if a previous run
+  died before writing it); other params in the same directory are an error, never an overwrite.
+  """
   _, tfds = import_tf()
-  builder = builder_class()(params=params, data_dir=data_dir)
   version_dir = os.fspath(builder.data_dir)
   stored_path = os.path.join(version_dir, "metadata.json")
   if os.path.exists(stored_path):
     with open(stored_path) as f:
       stored = json.load(f)
     if stored != params:
-      raise ValueError(f"{version_dir} already holds radio_pretrain built with {stored}, not {params}; "
-                       "use another --data_dir or delete that directory.")
+      raise ValueError(f"{version_dir} already holds {builder.name} built with {stored}, not "
+                       f"{params}; use another --data_dir or delete that directory.")
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   if not os.path.exists(os.path.join(version_dir, STATS_FILENAME)):

@@ -9,7 +9,6 @@ MathWorks-style frames (msm_jax.data.radio.mathworks; frames shuffled with the s
 statistics, as for radio_pretrain.
 """
 import functools
-import json
 import os
 
 import numpy as np
@@ -19,7 +18,7 @@ from msm_jax.data.generators import get_generator
 from msm_jax.data.radio import mathworks
 from msm_jax.data.radio.generators import LTE_NR_CLASSES
 from msm_jax.data.radio.recordings import RecordingError
-from msm_jax.data.radio_pretrain import SPLIT_IDS, write_train_stats
+from msm_jax.data.radio_pretrain import SPLIT_IDS, prepare_builder, write_train_stats
 from msm_jax.data.tfds_pipeline import FEATURE, LABEL, import_tf
 
 NAME = "radio_segmentation"
@@ -124,18 +123,7 @@ def build(data_dir: str, *, num_examples: int, shape, seed: int, generator: str 
 
   Same parameters reuse the dataset; different ones in the same data_dir are an error.
   """
-  _, tfds = import_tf()
   params = build_params(num_examples=num_examples, shape=shape, seed=seed, generator=generator,
                         num_eval_examples=num_eval_examples, folder=folder)
   builder = builder_class()(params=params, skip_bad=skip_bad, data_dir=data_dir)
-  version_dir = os.fspath(builder.data_dir)
-  stored_path = os.path.join(version_dir, "metadata.json")
-  if os.path.exists(stored_path):
-    with open(stored_path) as f:
-      stored = json.load(f)
-    if stored != params:
-      raise ValueError(f"{version_dir} already holds {NAME} built with {stored}, not {params}; "
-                       "use another --data_dir or delete that directory.")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  return version_dir, builder.skipped
+  return prepare_builder(builder, params), builder.skipped

@@ -6,8 +6,6 @@ figures, segmentation logits) uses this order.
 """
 from typing import Sequence
 
-import jax.numpy as jnp
-
 
 def grid_shape(input_hw: Sequence[int], patch_size: Sequence[int]) -> tuple[int, int]:
   """(rows, cols) of the patch grid; the input must be divisible by the patch."""

@@ -18,7 +18,6 @@ Parameters are stored in metadata.json, normalisation statistics of the train sp
 (DATA_DIR/csi_har/1.0.0/). TensorFlow is imported lazily (`builder_class()`).
 """
 import functools
-import json
 import os
 
 import numpy as np
@@ -26,8 +25,7 @@ import numpy as np
 from msm_jax.data.csi import domains, intel5300, readers
 from msm_jax.data.csi.recording import CsiFileError, csi_to_power
 from msm_jax.data.csi.simulate import CLASS_SETS, CsiScenes
-from msm_jax.data.normalize import STATS_FILENAME
-from msm_jax.data.radio_pretrain import SPLIT_IDS, write_train_stats
+from msm_jax.data.radio_pretrain import SPLIT_IDS, prepare_builder, write_train_stats
 from msm_jax.data.tfds_pipeline import FEATURE, LABEL, import_tf
 
 NAME = "csi_har"
@@ -188,19 +186,5 @@ def builder_class():
 def build(data_dir: str, **kwargs) -> str:
   """Builds csi_har under `data_dir` (keyword arguments as in `build_params`); returns its version
   directory. Same parameters reuse the dataset; different ones in the same data_dir are an error."""
-  _, tfds = import_tf()
   params = build_params(**kwargs)
-  builder = builder_class()(params=params, data_dir=data_dir)
-  version_dir = os.fspath(builder.data_dir)
-  stored_path = os.path.join(version_dir, "metadata.json")
-  if os.path.exists(stored_path):
-    with open(stored_path) as f:
-      stored = json.load(f)
-    if stored != params:
-      raise ValueError(f"{version_dir} already holds csi_har built with {stored}, not {params}; "
-                       "use another --data_dir or delete that directory.")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  if not os.path.exists(os.path.join(version_dir, STATS_FILENAME)):
-    write_train_stats(builder)
-  return version_dir
+  return prepare_builder(builder_class()(params=params, data_dir=data_dir), params)

@@ -8,8 +8,6 @@
 Both render one DEFAULT frame (16 ms at 61.44 Msps) into any requested (Nt, Nf, C). No domain is
 held out between splits: every split draws from the same scene distribution (split unused).
 """
-import numpy as np
-
 from msm_jax.data.generators import Generator
 from msm_jax.data.radio.scene import DEFAULT, random_lte, random_nr, random_other, render
 
