@@ -14,19 +14,20 @@ def results_markdown(results: dict) -> str:
            f"Total wall time {results['total_wall_s'] / 60:.1f} min (dataset build "
            f"{results['data_build_s'] / 60:.1f} min, reused on reruns).", ""]
   for task, title in (("seg", "Segmentation (noise / LTE / NR)"), ("har", "Activity sensing (CSI)")):
+    seg = task == "seg"
     rows = [(r["run"], r["encoder"], r["mode"], f"{r['score']:.4f}",
-             "" if r["pixel_accuracy"] is None else f"{r['pixel_accuracy']:.4f}",
+             *([f"{r['pixel_accuracy']:.4f}"] if seg else []),
              f"{r['trainable_params']:,}", f"{r['total_params']:,}", f"{r['wall_s']:.0f}")
             for r in results["finetune"] if r["task"] == task]
-    metric = "mean IoU" if task == "seg" else "accuracy"
-    parts += [f"## {title}", "", _table(rows, ["run", "encoder", "mode", metric, "pixel acc.",
-                                               "trainable params", "params", "train s"]), ""]
+    header = ["run", "encoder", "mode", "mean IoU" if seg else "accuracy",
+              *(["pixel acc."] if seg else []), "trainable params", "params", "train s"]
+    parts += [f"## {title}", "", _table(rows, header), ""]
   pre = [(name, r["mask_ratio"], f"{r['final']['loss']:.4f}", f"{r['wall_s']:.0f}")
          for name, r in results["pretrain"].items()]
   parts += ["## Pretraining", "", _table(pre, ["run", "mask ratio", "final loss", "train s"]), ""]
   curves = results["reconstruction"]
   ratios = list(next(iter(curves.values())))
-  rows = [[f"{r:.2f}"] + [f"{curves[name][r]:.4f}" for name in curves] for r in ratios]
+  rows = [[f"{float(r):.2f}"] + [f"{curves[name][r]:.4f}" for name in curves] for r in ratios]
   parts += ["## Reconstruction accuracy vs test masking ratio", "",
             _table(rows, ["test ratio"] + list(curves)), ""]
   return "\n".join(parts)
