@@ -63,12 +63,14 @@ def bfee_record(csi, antenna_sel, timestamp=0, agc=30) -> bytes:
 
 
 def write_dat(path, csi_packets, antenna_sel) -> None:
-  """An Intel 5300 log of int8 CSI (T, 30, Nrx, Ntx) with a non-CSI record in between."""
+  """An Intel 5300 log of int8 CSI (T, 30, Nrx, Ntx) with a non-CSI record in between;
+  antenna_sel is one value for every record or a sequence of T, one per record."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
+  selections = np.broadcast_to(antenna_sel, len(csi_packets))
   other = b"\x00\x05\xc1" + b"abcd"  # a 5-byte record of another code, which readers skip
   with open(path, "wb") as f:
-    for t, csi in enumerate(csi_packets):
-      f.write(bfee_record(csi, antenna_sel, timestamp=1000 * t))
+    for t, (csi, selection) in enumerate(zip(csi_packets, selections)):
+      f.write(bfee_record(csi, int(selection), timestamp=1000 * t))
       if t == 0:
         f.write(other)
 

@@ -92,7 +92,7 @@ def test_intel5300_round_trip_with_antenna_permutation(tmp_path, n_rx, n_tx, ant
   expected = np.empty_like(raw)
   expected[:, :, perm] = raw  # receive chain i is antenna perm[i]
   np.testing.assert_array_equal(csi, expected)
-  assert recording.info["antenna_permutation"] == perm
+  assert recording.info["antenna_permutation"].tolist() == [perm] * 7
   assert recording.amplitude.shape == (n_rx * n_tx, 30, 7)
   pair = (n_rx - 1) * n_tx + (n_tx - 1)  # rx-major pairs
   np.testing.assert_allclose(recording.amplitude[pair],
@@ -101,6 +101,22 @@ def test_intel5300_round_trip_with_antenna_permutation(tmp_path, n_rx, n_tx, ant
   assert recording.info["noise"][0] == -92 and recording.info["skipped_records"] == 0
   assert {k: recording.info[k] for k in intel5300.WIDAR_FIELDS} == {
       "user": 3, "gesture": 2, "location": 4, "orientation": 5, "repetition": 1, "receiver": 6}
+
+
+def test_intel5300_permutes_each_record_by_its_own_antenna_sel(tmp_path):
+  # Antenna selection can change between packets; a non-permutation (0) is left as is, as
+  # read_bf_file.m does.
+  selections = [0b01_00_10, 0b10_00_01, 0b00_01_10, 0b10_01_00, 0]
+  perms = [[2, 0, 1], [1, 0, 2], [2, 1, 0], [0, 1, 2], [0, 1, 2]]
+  raw = csi_fixtures.random_int8_csi(np.random.default_rng(4), len(selections))
+  path = tmp_path / "capture.dat"
+  csi_fixtures.write_dat(str(path), raw, selections)
+  recording = read_csi(path)
+  assert recording.info["antenna_permutation"].tolist() == perms
+  for t, perm in enumerate(perms):
+    expected = np.empty_like(raw[t])
+    expected[:, perm] = raw[t]
+    np.testing.assert_array_equal(recording.info["csi"][t], expected)
 
 
 def test_intel5300_bad_files(tmp_path):
@@ -116,13 +132,48 @@ def test_intel5300_bad_files(tmp_path):
   path.write_bytes(bytes(record))
   with pytest.raises(CsiFileError, match=r"declares a 10-byte payload; 3x1 antennas need 192"):
     read_csi(path)
+  # A record cut short inside its payload but framed consistently, followed by a whole one: the
+  # payload must not run on into the next record's bytes.
+  short = csi_fixtures.bfee_record(raw[0], 0)[3:3 + 100]
+  path.write_bytes(len(short + b"x").to_bytes(2, "big") + b"\xbb" + short
+                   + csi_fixtures.bfee_record(raw[1], 0))
+  with pytest.raises(CsiFileError, match=r"r1\.dat: record 0 holds 100 bytes; its header and "
+                                         r"192-byte CSI payload need 212"):
+    read_csi(path)
+  path.write_bytes(csi_fixtures.bfee_record(raw[0], 0) + b"\x00\x05\xbbabcd")
+  with pytest.raises(CsiFileError, match=r"r1\.dat: 0xBB record at byte 215 holds 4 bytes, fewer "
+                                         r"than the 20-byte bfee header"):
+    read_csi(path)
   path.write_bytes(b"\x00\x05\xc1abcd")
   with pytest.raises(CsiFileError, match=r"r1\.dat: holds no CSI \(0xBB"):
     read_csi(path)
   assert intel5300.widar_fields("capture.dat") == {}
 
 
-def test_csiread_cross_check_is_unavailable_offline():
-  """csiread (an independent Intel 5300 parser) is not installed here and cannot be downloaded;
-  the bit-level encoder in csi_fixtures is the independent check instead."""
-  pytest.importorskip("csiread", reason="csiread not installed (no network to install it)")
+# (Nrx, Ntx, antenna_sel of each record): every valid selection of the antennas, several records.
+CSIREAD_CASES = [(3, 1, [0b01_00_10] * 3), (2, 2, [0b00_01, 0b01_00, 0b00_01]),
+                 (3, 2, [0b10_00_01, 0b00_01_10, 0b10_01_00, 0b01_10_00]), (1, 3, [0, 0]),
+                 (3, 3, [0b00_10_01, 0b01_00_10])]
+
+
+@pytest.mark.parametrize("n_rx,n_tx,selections", CSIREAD_CASES)
+def test_intel5300_agrees_with_csiread(tmp_path, n_rx, n_tx, selections):
+  """csiread (an independent C++ Intel 5300 parser) is in setup.py's test extra, so this runs
+  wherever the tests' requirements are installed; it skips only where csiread is not (e.g. a
+  platform without a csiread wheel)."""
+  csiread = pytest.importorskip("csiread")
+  raw = csi_fixtures.random_int8_csi(np.random.default_rng(n_rx * 3 + n_tx), len(selections),
+                                     n_rx, n_tx)
+  path = tmp_path / f"capture{n_rx}x{n_tx}.dat"
+  csi_fixtures.write_dat(str(path), raw, selections)
+  reference = csiread.Intel(str(path), nrxnum=3, ntxnum=3, if_report=False)
+  reference.read()
+  ours = read_csi(path).info
+  assert reference.count == len(selections)
+  assert reference.Nrx.tolist() == [n_rx] * len(selections)
+  np.testing.assert_array_equal(ours["csi"], reference.csi[:, :, :n_rx, :n_tx])
+  np.testing.assert_array_equal(ours["antenna_permutation"], reference.perm[:, :n_rx])
+  for field in ("timestamp_low", "bfee_count", "rssi_a", "rssi_b", "rssi_c", "noise", "agc"):
+    np.testing.assert_array_equal(ours[field], getattr(reference, field))
+  # The selections did move the receive chains (one receive antenna has nothing to move).
+  assert np.array_equal(ours["csi"], raw) == (n_rx == 1)

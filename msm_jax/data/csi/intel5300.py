@@ -4,10 +4,11 @@ A log is a sequence of records [uint16 big-endian length][uint8 code][length - 1
 holds beamforming feedback: a 20-byte little-endian header (timestamp_low, bfee_count, 2 reserved,
 Nrx, Ntx, rssi_a/b/c, int8 noise, agc, antenna_sel, len, fake_rate_n_flags) and `len` payload bytes:
 for each of 30 subcarriers, 3 padding bits then Nrx * Ntx (real, imag) int8 pairs, one LSB-first bit
-stream (value j of a subcarrier is rx j // Ntx, tx j % Ntx). Receive chain i is antenna
-perm[i] = (antenna_sel >> 2i) & 3 (0-based here), and is moved there, as the CSI Tool's
-read_bf_file.m does. Other record codes are skipped. Values are the raw int8 CSI (the RSSI/AGC based
-rescaling to absolute power is left out; amplitudes are standardised downstream anyway).
+stream (value j of a subcarrier is rx j // Ntx, tx j % Ntx). Receive chain i of a record is
+antenna perm[i] = (antenna_sel >> 2i) & 3 (0-based here) of that record's own antenna_sel, and is
+moved there, as the CSI Tool's read_bf_file.m does. Other record codes are skipped. Values are the
+raw int8 CSI (the RSSI/AGC based rescaling to absolute power is left out; amplitudes are
+standardised downstream anyway).
 """
 import os
 import re
@@ -31,9 +32,9 @@ def payload_bytes(n_rx: int, n_tx: int) -> int:
   return (N_SUBCARRIERS * (n_rx * n_tx * 16 + 3) + 7) // 8
 
 
-def _records(path, data: bytes):
-  """Byte offsets of the bfee bodies in `data`, checking every record's framing."""
-  offsets, position = [], 0
+def _records(path, data: bytes) -> list[tuple[int, int]]:
+  """(offset, size) of the bfee bodies in `data`, checking every record's framing."""
+  records, position = [], 0
   while position < len(data):
     if len(data) - position < 3:
       raise CsiFileError(path, f"truncated record header at byte {position}.")
@@ -42,17 +43,22 @@ def _records(path, data: bytes):
       raise CsiFileError(path, f"truncated record at byte {position}: it declares {length} bytes, "
                                f"{len(data) - position - 2} are left.")
     if data[position + 2] == BFEE_CODE:
-      offsets.append(position + 3)
+      if length - 1 < HEADER_BYTES:
+        raise CsiFileError(path, f"0xBB record at byte {position} holds {length - 1} bytes, "
+                                 f"fewer than the {HEADER_BYTES}-byte bfee header.")
+      records.append((position + 3, length - 1))
     position += 2 + length
-  return offsets
+  return records
 
 
 def parse_bfee(path, data: bytes) -> tuple[np.ndarray, dict]:
-  """CSI complex64 (packets, 30, n_rx, n_tx), antennas permuted, and per-packet header fields."""
-  offsets = _records(path, data)
-  if not offsets:
+  """CSI complex64 (packets, 30, n_rx, n_tx), each packet's antennas permuted by its own
+  antenna_sel, and per-packet header fields. Records with another Nrx x Ntx than the first are
+  skipped (counted in info['skipped_records'])."""
+  records = _records(path, data)
+  if not records:
     raise CsiFileError(path, "holds no CSI (0xBB beamforming feedback) records.")
-  headers = np.stack([np.frombuffer(data, _HEADER, 1, offset)[0] for offset in offsets])
+  headers = np.stack([np.frombuffer(data, _HEADER, 1, offset)[0] for offset, _ in records])
   n_rx, n_tx = int(headers["n_rx"][0]), int(headers["n_tx"][0])
   if not (1 <= n_rx <= 3 and 1 <= n_tx <= 3):
     raise CsiFileError(path, f"first record has Nrx={n_rx}, Ntx={n_tx}; both must be 1..3.")
@@ -62,10 +68,11 @@ def parse_bfee(path, data: bytes) -> tuple[np.ndarray, dict]:
   if bad.size:
     raise CsiFileError(path, f"record {bad[0]} declares a {headers['len'][bad[0]]}-byte payload; "
                              f"{n_rx}x{n_tx} antennas need {size}.")
-  for index in np.flatnonzero(same):  # a declared payload longer than its record is truncated
-    if offsets[index] + HEADER_BYTES + size > len(data):
-      raise CsiFileError(path, f"record {index} is truncated inside its CSI payload.")
-  kept = [offsets[i] + HEADER_BYTES for i in np.flatnonzero(same)]
+  for index in np.flatnonzero(same):  # the payload must fit in its own record, not run on
+    if records[index][1] < HEADER_BYTES + size:
+      raise CsiFileError(path, f"record {index} holds {records[index][1]} bytes; its header and "
+                               f"{size}-byte CSI payload need {HEADER_BYTES + size}.")
+  kept = [records[i][0] + HEADER_BYTES for i in np.flatnonzero(same)]
   payload = np.stack([np.frombuffer(data, np.uint8, size, start) for start in kept])
   bits = np.unpackbits(np.pad(payload, ((0, 0), (0, 2))), axis=1, bitorder="little")
   values = n_rx * n_tx
@@ -78,14 +85,15 @@ def parse_bfee(path, data: bytes) -> tuple[np.ndarray, dict]:
   csi = (raw[..., 0] + 1j * raw[..., 1].astype(np.float32)).astype(np.complex64)
   csi = csi.reshape(len(kept), N_SUBCARRIERS, n_rx, n_tx)
   headers = headers[same]
-  perm = (int(headers["antenna_sel"][0]) >> (2 * np.arange(n_rx))) & 3
-  if sorted(perm) == list(range(n_rx)):
-    permuted = np.empty_like(csi)
-    permuted[:, :, perm] = csi
-    csi = permuted
+  perm = (headers["antenna_sel"][:, None].astype(int) >> (2 * np.arange(n_rx))) & 3
+  # As read_bf_file.m, a record whose antenna_sel is no permutation of 0..n_rx-1 stays unpermuted.
+  valid = np.all(np.sort(perm, axis=1) == np.arange(n_rx), axis=1)
+  perm[~valid] = np.arange(n_rx)
+  permuted = np.empty_like(csi)
+  permuted[np.arange(len(csi))[:, None], :, perm] = csi.transpose(0, 2, 1, 3)
   info = {name: headers[name].copy() for name in _HEADER.names if name != "reserved"}
-  info.update(antenna_permutation=perm.tolist(), skipped_records=int((~same).sum()))
-  return csi, info
+  info.update(antenna_permutation=perm, skipped_records=int((~same).sum()))
+  return permuted, info
 
 
 def widar_fields(path) -> dict:
