@@ -22,6 +22,23 @@ def write_ntu_fi(root, classes_per_split, n_packets=20, seed=0) -> dict:
   return written
 
 
+def write_mat73(path, variables) -> None:
+  """A MATLAB v7.3 file: HDF5 behind a 512-byte user block holding MATLAB's 128-byte header,
+  arrays stored transposed (column-major) as MATLAB does."""
+  import h5py
+  with h5py.File(path, "w", userblock_size=512) as f:
+    for name, array in variables.items():
+      f[name] = np.asarray(array).T
+  with open(path, "r+b") as f:
+    f.write(mat73_header())
+
+
+def mat73_header() -> bytes:
+  """MATLAB's header of a v7.3 file: text, subsystem offset, version 0x0200, endian mark 'IM'."""
+  text = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  5 10:00:00 2026 HDF5 schema"
+  return text.ljust(116) + bytes(8) + b"\x00\x02IM"
+
+
 def write_npy(path, array):
   """A NumPy binary under any name (UT-HAR's .csv files are .npy inside)."""
   os.makedirs(os.path.dirname(path), exist_ok=True)

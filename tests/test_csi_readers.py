@@ -1,5 +1,6 @@
 """CSI readers: fixtures in each public format round-trip exactly; bad files name themselves."""
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -36,6 +37,10 @@ def test_ntu_fi_bad_files(tmp_path):
   with pytest.raises(CsiFileError,
                      match=r"missing\.mat: has no 'CSIamp' variable; it has \['other'\]"):
     read_csi(missing)
+  truncated = tmp_path / "truncated.mat"
+  truncated.write_bytes(wrong.read_bytes()[:300])  # a v5 header, then the data stops
+  with pytest.raises(CsiFileError, match=r"truncated\.mat: is not a readable MATLAB file"):
+    read_csi(truncated)
   garbage = tmp_path / "garbage.mat"
   garbage.write_bytes(b"not a mat file at all" * 10)
   with pytest.raises(CsiFileError, match=r"garbage\.mat: is not a readable MATLAB file"):
@@ -46,6 +51,22 @@ def test_ntu_fi_bad_files(tmp_path):
   with pytest.raises(CsiFileError, match=r"unknown\.txt: has an unknown CSI file type"):
     (tmp_path / "unknown.txt").write_text("x")
     read_csi(tmp_path / "unknown.txt")
+
+
+def test_ntu_fi_matlab_v73_files(tmp_path, monkeypatch):
+  pytest.importorskip("h5py")
+  array = np.random.default_rng(1).uniform(1, 40, (342, 20)).astype(np.float32)
+  path = tmp_path / "v73.mat"
+  csi_fixtures.write_mat73(path, {"CSIamp": array})
+  np.testing.assert_array_equal(read_csi(path).amplitude, array.reshape(3, 114, 20))
+  path.write_bytes(path.read_bytes()[:2000])  # cut inside the HDF5 data
+  with pytest.raises(CsiFileError, match=r"v73\.mat: is not a readable MATLAB v7\.3 \(HDF5\) "
+                                         r"file \(.*truncated"):
+    read_csi(path)
+  monkeypatch.setitem(sys.modules, "h5py", None)  # as if h5py were not installed
+  with pytest.raises(CsiFileError, match=r"v73\.mat: is a MATLAB v7\.3 \(HDF5\) file; reading it "
+                                         r"needs h5py"):
+    read_csi(path)
 
 
 def test_ut_har_round_trip(tmp_path):

@@ -28,12 +28,24 @@ def _load_mat(path) -> dict:
   import scipy.io  # lazily: only NTU-Fi needs it
   try:
     return scipy.io.loadmat(path)
-  except NotImplementedError:  # MATLAB v7.3 files are HDF5, stored transposed
-    import h5py
-    with h5py.File(path, "r") as f:
-      return {key: np.asarray(f[key]).T for key in f.keys()}
+  except NotImplementedError:  # MATLAB v7.3 files are HDF5
+    return _load_mat_v73(path)
   except (ValueError, OSError, TypeError) as error:
     raise CsiFileError(path, f"is not a readable MATLAB file ({error}).") from None
+
+
+def _load_mat_v73(path) -> dict:
+  """The arrays of a MATLAB v7.3 (HDF5) file, transposed back to MATLAB's (row, column) order."""
+  try:
+    import h5py  # lazily, and optional: only v7.3 files need it
+  except ImportError:
+    raise CsiFileError(path, "is a MATLAB v7.3 (HDF5) file; reading it needs h5py "
+                             "(pip install h5py).") from None
+  try:
+    with h5py.File(path, "r") as f:
+      return {key: np.asarray(f[key]).T for key in f.keys() if isinstance(f[key], h5py.Dataset)}
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    raise CsiFileError(path, f"is not a readable MATLAB v7.3 (HDF5) file ({error}).") from None
 
 
 def read_ntu_fi(path) -> CsiRecording:
