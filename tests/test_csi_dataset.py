@@ -84,6 +84,14 @@ def test_csi_har_from_real_files(tmp_path):
     csi_har.build(str(tmp_path / "b"), shape=SHAPE, source=f"ntu_fi:{bad}")
 
 
+def test_simulated_and_real_ut_har_share_label_names(tmp_path):
+  from msm_jax.data.csi import csi_har
+  simulated = csi_har.build_params(shape=SHAPE, classes="ut_har")
+  real = csi_har.build_params(shape=SHAPE, source=f"ut_har:{tmp_path}")
+  assert csi_har.dataset_classes(simulated) == csi_har.dataset_classes(real) == (
+      "lie_down", "fall", "walk", "pickup", "run", "sit_down", "stand_up")
+
+
 def test_make_dataset_command_builds_csi_har(tmp_path):
   ut_har = tmp_path / "UT_HAR"
   csi_fixtures.write_ut_har(ut_har, {"train": 4, "val": 2, "test": 2})

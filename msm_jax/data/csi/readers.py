@@ -19,7 +19,9 @@ from msm_jax.data.csi.recording import CsiFileError, CsiRecording
 
 NTU_FI_SUBCARRIERS = 114
 NTU_FI_SPLITS = {"train": "train_amp", "test": "test_amp"}
-UT_HAR_CLASSES = ("lie down", "fall", "walk", "pickup", "run", "sit down", "stand up")
+# In the release's label order, spelt as the simulator's activities so that simulated and real
+# UT-HAR datasets share their label names.
+UT_HAR_CLASSES = ("lie_down", "fall", "walk", "pickup", "run", "sit_down", "stand_up")
 UT_HAR_SPLITS = {"train": "train", "validation": "val", "test": "test"}
 UT_HAR_SUBCARRIERS, UT_HAR_ANTENNAS = 30, 3
 

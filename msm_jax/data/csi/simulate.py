@@ -11,11 +11,11 @@ import numpy as np
 
 from msm_jax.data.csi import channel, domains, hardware as hw, kinematics
 from msm_jax.data.csi.layouts import ATHEROS40, Layout, get_layout
+from msm_jax.data.csi.readers import UT_HAR_CLASSES
 from msm_jax.data.csi.recording import CsiRecording, block_centres, block_slices, csi_to_power
 from msm_jax.data.generators import SPLITS, Generator
 
 NTU_FI_CLASSES = ("box", "circle", "clean", "fall", "run", "walk")
-UT_HAR_CLASSES = ("lie_down", "fall", "walk", "pickup", "run", "sit_down", "stand_up")
 ALL_CLASSES = ("empty",) + tuple(sorted(set(NTU_FI_CLASSES + UT_HAR_CLASSES)))
 CLASS_SETS = {"ntu_fi": NTU_FI_CLASSES, "ut_har": UT_HAR_CLASSES, "all": ALL_CLASSES}
 # Fewest packets a small model input is simulated from: ~250 Hz over the 4 s NTU-Fi window, which
