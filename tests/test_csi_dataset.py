@@ -1,4 +1,6 @@
 """csi_har tfds dataset: simulated and real-file builds, read back by TfdsSource; make_dataset."""
+import collections
+import itertools
 import json
 import os
 import subprocess
@@ -33,6 +35,7 @@ def test_simulated_csi_har_reads_back_with_labels_and_held_out_domains(tmp_path)
   assert info.features["label"].names == ["box", "circle", "clean", "fall", "run", "walk"]
   assert all(e["subject"] not in (6, 7) for e in train)
   assert all(e["subject"] in (6, 7) for e in validation)
+  assert all(e["receiver"] == -1 for e in train)  # a simulated link has no receiver id
   stats = read_stats(os.path.join(version_dir, STATS_FILENAME))
   assert stats["num_examples"] == 12
   source = TfdsSource(name="csi_har", data_dir=str(tmp_path), split="train", input_shape=SHAPE,
@@ -67,21 +70,44 @@ def test_csi_har_from_real_files(tmp_path):
         os.path.dirname(matches[0]))
     assert example["room"] == -1
 
+  # Ten gesture instances, each logged by receivers 1 and 4; instance i is (user, gesture,
+  # location) = (i % 3 + 1, i % 2 + 1, i % 8 + 1), unique for i < 10.
   widar = tmp_path / "widar"
   rng = np.random.default_rng(0)
   for i in range(10):
-    csi_fixtures.write_dat(str(widar / f"user{i % 3 + 1}-{i % 2 + 1}-{i % 8 + 1}-2-{i}-r1.dat"),
-                           csi_fixtures.random_int8_csi(rng, 20), 0b10_01_00)
+    for receiver in (1, 4):
+      name = f"user{i % 3 + 1}-{i % 2 + 1}-{i % 8 + 1}-2-{i}-r{receiver}.dat"
+      csi_fixtures.write_dat(str(widar / name), csi_fixtures.random_int8_csi(rng, 20), 0b10_01_00)
   version_dir = csi_har.build(str(tmp_path / "w"), shape=(15, 10, 3), source=f"widar:{widar}")
-  train, info = read_split(version_dir, "train")
-  assert info.features["label"].names == ["gesture_1", "gesture_2"] and len(train) == 8
-  assert {int(e["subject"]) for e in train} == {1, 2, 3}
-  assert all(e["orientation"] == 2 for e in train)
+  receivers = {}
+  for split in ("train", "validation", "test"):
+    examples, info = read_split(version_dir, split)
+    for e in examples:
+      assert e["orientation"] == 2 and e["room"] == -1
+      instance = (int(e["subject"]), int(e["label"]), int(e["position"]))
+      receivers.setdefault((split, instance), set()).add(int(e["receiver"]))
+  assert info.features["label"].names == ["gesture_1", "gesture_2"]
+  assert all(r == {1, 4} for r in receivers.values())  # both receivers, in the same split
+  assert sorted(split for split, _ in receivers) == ["test"] + ["train"] * 8 + ["validation"]
 
   bad = tmp_path / "bad"
   csi_fixtures.write_ntu_fi(bad, {"train_amp": {"box": 1}, "test_amp": {"box": 1}}, n_packets=5)
   with pytest.raises(ValueError, match=r"box0\.mat: cannot make a \(8, 16, 3\) input"):
     csi_har.build(str(tmp_path / "b"), shape=SHAPE, source=f"ntu_fi:{bad}")
+
+
+def test_widar_splits_keep_each_gesture_instance_in_one_split():
+  from msm_jax.data.csi import csi_har
+  fields = itertools.product((1, 2), (1, 2, 3), (1, 2), (1, 2), (1, 2, 3))  # 72 instances
+  paths = [f"/w/user{u}-{g}-{l}-{o}-{r}-r{x}.dat" for u, g, l, o, r in fields for x in range(1, 7)]
+  splits = csi_har.widar_splits(sorted(paths))  # sorted names put an instance's receivers together
+  by_instance = {}
+  for path, split in splits.items():
+    by_instance.setdefault(os.path.basename(path).rsplit("-", 1)[0], set()).add(split)
+  assert len(by_instance) == 72 and all(len(s) == 1 for s in by_instance.values())
+  counts = collections.Counter(s for (s,) in by_instance.values())
+  assert counts == {"train": 58, "validation": 7, "test": 7}
+  assert splits == csi_har.widar_splits(paths[::-1])  # the order files are listed in is irrelevant
 
 
 def test_simulated_and_real_ut_har_share_label_names(tmp_path):
@@ -100,7 +126,7 @@ def test_make_dataset_command_builds_csi_har(tmp_path):
        f"--data_dir={tmp_path / 'data'}", f"--source=ut_har:{ut_har}", "--height=10",
        "--width=20", "--channels=3"], cwd=REPO, capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-2000:]
-  version_dir = tmp_path / "data" / "csi_har" / "1.0.0"
+  version_dir = tmp_path / "data" / "csi_har" / "1.1.0"
   assert f"Built csi_har in {version_dir}" in result.stdout
   assert read_stats(str(version_dir / STATS_FILENAME))["num_examples"] == 4
   with open(version_dir / "metadata.json") as f:

@@ -1,21 +1,22 @@
 """`csi_har`: a tensorflow-datasets builder of WiFi CSI activity examples, simulated or real.
 
-Features: 'spectrogram' float32 power (H subcarriers, W time steps, C antennas) = csi_to_power of
-the recording's amplitude; 'label' a ClassLabel; domain fields 'room', 'subject', 'position',
-'orientation' (int32, -1 where the source does not say). Sources:
+Features: 'spectrogram' float32 CSI power |H|^2 (H subcarriers, W time steps, C antennas), block
+averaged: csi_to_power of the recording's amplitude. The input pipeline's 10*log10 turns it into
+CSI amplitude in dB (10*log10 |H|^2 = 20*log10 |H|), which is what the model sees. 'label' a
+ClassLabel; domain fields 'room', 'subject', 'position', 'orientation', 'receiver' (int32, -1 where
+the source does not say). Sources:
   simulator     CsiScenes(classes, layout, held_out): `num_examples` train examples (validation
                 and test `num_eval_examples` each) from the domains of domains.py; train, validation
                 and test domains follow `held_out` (domains.parse_held_out). Example i of split s is
                 scenes(default_rng([seed, s, i]), shape, s): a dataset is a pure function of params.
   ntu_fi:PATH   NTU-Fi HAR/HumanID: test = test_amp, validation = every 10th train_amp file
-               (sorted),
-                train = the other train_amp files. No domain fields.
+                (sorted), train = the other train_amp files. No domain fields.
   ut_har:PATH   UT-HAR train/val/test arrays. No domain fields.
-  widar:PATH    every *.dat under PATH (sorted); class = gesture ('gesture_<n>'), subject = user,
-                position = location, orientation = orientation; file i goes to validation when
-                i % 10 == 8, test when i % 10 == 9, else train (no cross-domain split yet).
+  widar:PATH    every *.dat under PATH; class = gesture ('gesture_<n>'), subject = user, position =
+                location, orientation = orientation, receiver = receiver; split by gesture instance
+                (`widar_splits`), so the receivers' files of one instance share a split.
 Parameters are stored in metadata.json, normalisation statistics of the train split in stats.json
-(DATA_DIR/csi_har/1.0.0/). TensorFlow is imported lazily (`builder_class()`).
+(DATA_DIR/csi_har/1.1.0/). TensorFlow is imported lazily (`builder_class()`).
 """
 import functools
 import os
@@ -31,7 +32,7 @@ from msm_jax.data.tfds_pipeline import FEATURE, LABEL, import_tf
 NAME = "csi_har"
 DEFAULT_SHAPE = (112, 496, 3)  # NTU-Fi 114 x 2000 x 3 reduced to patch-16-divisible sizes
 SOURCES = ("simulator", "ntu_fi", "ut_har", "widar")
-DOMAIN_FIELDS = domains.FIELDS
+DOMAIN_FIELDS = domains.FIELDS + ("receiver",)
 _VALIDATION_EVERY = 10
 
 
@@ -127,16 +128,26 @@ def dataset_classes(params) -> tuple[str, ...]:
   return tuple(f"gesture_{g}" for g in gestures)
 
 
+def widar_splits(paths) -> dict:
+  """{path: split} of Widar3.0 files, by gesture instance (user, gesture, location, orientation,
+  repetition): the files of an instance's receivers always share a split, so no instance is both
+  trained on and evaluated. Sorted instance i goes to validation when i % 10 == 8, test when
+  i % 10 == 9, else train."""
+  instance = {path: tuple(intel5300.widar_fields(path)[f] for f in intel5300.WIDAR_INSTANCE)
+              for path in paths}
+  order = {key: i for i, key in enumerate(sorted(set(instance.values())))}
+  parts = {_VALIDATION_EVERY - 2: "validation", _VALIDATION_EVERY - 1: "test"}
+  return {path: parts.get(order[key] % _VALIDATION_EVERY, "train") for path, key in instance.items()}
+
+
 def _widar(params, split):
   classes = dataset_classes(params)
-  for index, path in enumerate(_widar_files(params["path"])):
-    part = {_VALIDATION_EVERY - 2: "validation", _VALIDATION_EVERY - 1: "test"}.get(
-        index % _VALIDATION_EVERY, "train")
+  for path, part in widar_splits(_widar_files(params["path"])).items():
     if part == split:
       recording = intel5300.read_dat(path)
       info = recording.info
       fields = {"subject": info["user"], "position": info["location"],
-                "orientation": info["orientation"]}
+                "orientation": info["orientation"], "receiver": info["receiver"]}
       label = classes.index(f"gesture_{info['gesture']}")
       yield path, _example(_reduce(path, recording.amplitude, params["shape"]), label, fields)
 
@@ -152,8 +163,10 @@ def builder_class():
   class CsiHar(tfds.core.GeneratorBasedBuilder):
     """WiFi CSI activity recognition examples, simulated or read from public-set files."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "CSI power (subcarriers, time, antennas), labels, domain fields."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "CSI power (subcarriers, time, antennas), labels, domain fields.",
+        "1.1.0": "'receiver' domain field; Widar3.0 split by gesture instance."}
     code_path = None  # as in radio_pretrain: no checksums file, nothing is downloaded
 
     def __init__(self, *, params: dict, **kwargs):

@@ -26,6 +26,7 @@ _HEADER = np.dtype([("timestamp_low", "<u4"), ("bfee_count", "<u2"), ("reserved"
                     ("len", "<u2"), ("fake_rate_n_flags", "<u2")])
 WIDAR_NAME = re.compile(r"^user(\d+)-(\d+)-(\d+)-(\d+)-(\d+)-r(\d+)\.dat$")
 WIDAR_FIELDS = ("user", "gesture", "location", "orientation", "repetition", "receiver")
+WIDAR_INSTANCE = WIDAR_FIELDS[:-1]  # one performance of a gesture, logged by every receiver
 
 
 def payload_bytes(n_rx: int, n_tx: int) -> int:
