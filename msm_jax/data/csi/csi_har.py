@@ -137,7 +137,8 @@ def widar_splits(paths) -> dict:
               for path in paths}
   order = {key: i for i, key in enumerate(sorted(set(instance.values())))}
   parts = {_VALIDATION_EVERY - 2: "validation", _VALIDATION_EVERY - 1: "test"}
-  return {path: parts.get(order[key] % _VALIDATION_EVERY, "train") for path, key in instance.items()}
+  return {path: parts.get(order[key] % _VALIDATION_EVERY, "train")
+          for path, key in instance.items()}
 
 
 def _widar(params, split):
