@@ -1,13 +1,15 @@
 """CSI simulator physics, measured from its output: Doppler of a moving scatterer, no Doppler in a
-static scene, separable activity signatures that degrade on unseen domains, the generator's shapes,
-speed and determinism, and the shared reduction csi_to_power."""
+static scene, separable activity signatures that degrade on unseen domains, each receiver
+impairment, the intel20 layout, the generator's shapes, speed and determinism, and the shared
+reduction csi_to_power."""
+import dataclasses
 import time
 
 import numpy as np
 import pytest
 
-from msm_jax.data.csi import csi_to_power, domains, hardware, simulate
-from msm_jax.data.csi.layouts import ATHEROS40, SPEED_OF_LIGHT
+from msm_jax.data.csi import channel, csi_to_power, domains, hardware, simulate
+from msm_jax.data.csi.layouts import ATHEROS40, SPEED_OF_LIGHT, SUBCARRIER_SPACING, get_layout
 from msm_jax.data.generators import check_example, get_generator
 
 RATE = 500.0
@@ -144,3 +146,97 @@ def test_csi_to_power_crops_and_block_averages_power():
                                 (amplitude ** 2).transpose(1, 2, 0))
   with pytest.raises(ValueError, match="4 channels requested from CSI with 3 antennas"):
     csi_to_power(amplitude, (32, 64, 4))
+
+
+def impaired(receiver: hardware.Hardware, varying=False, n_time=2000, seed=0):
+  """(clean channel (T, 3, 114), logged CSI, quantisation step) of a random channel, the same for
+  every packet or new in each, through `receiver`."""
+  rng = np.random.default_rng(seed)
+  shape = (n_time if varying else 1, 3, len(ATHEROS40.subcarriers))
+  clean = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+  clean = np.repeat(clean, n_time // len(clean), axis=0)
+  csi, step = hardware.impair(rng, clean, ATHEROS40.subcarriers, RATE, ATHEROS40.bits, receiver)
+  return clean, csi, step
+
+
+def test_timing_offset_is_a_phase_slope_over_subcarriers_common_to_antennas():
+  clean, csi, _ = impaired(dataclasses.replace(hardware.IDEAL, timing_offset_s=50e-9))
+  np.testing.assert_allclose(np.abs(csi / clean), np.abs(csi / clean)[0, 0, 0], rtol=1e-4)
+  phase = np.unwrap(np.angle(csi / clean), axis=-1).reshape(-1, len(ATHEROS40.subcarriers))
+  slope, intercept = np.polyfit(ATHEROS40.subcarriers, phase.T, 1)
+  offset = (-slope / (2 * np.pi * SUBCARRIER_SPACING)).reshape(-1, 3)
+  assert np.ptp(offset, axis=1).max() < 1e-12  # one offset per packet, for every antenna
+  assert np.std(offset) == pytest.approx(50e-9, rel=0.1) and abs(np.mean(offset)) < 5e-9
+  np.testing.assert_allclose(np.angle(np.exp(1j * intercept)), 0.0, atol=1e-3)  # no common phase
+
+
+def test_random_common_phase_is_uniform_per_packet_even_without_timing_offset():
+  clean, csi, _ = impaired(dataclasses.replace(hardware.IDEAL, random_phase=True))
+  ratio = csi / clean
+  common = np.angle(ratio[:, 0, 0])
+  residual = np.angle(ratio * np.exp(-1j * common)[:, None, None])
+  assert np.abs(residual).max() < 1e-4  # the same phase on every antenna and subcarrier
+  counts, _ = np.histogram(common, bins=8, range=(-np.pi, np.pi))
+  assert counts.min() > 180 and counts.max() < 320, counts  # uniform: 250 per bin
+  assert abs(np.mean(np.exp(1j * np.diff(common)))) < 0.1  # independent packet to packet
+
+
+def test_agc_steps_are_gain_jumps_common_to_antennas_and_subcarriers():
+  clean, csi, _ = impaired(dataclasses.replace(hardware.IDEAL, agc_steps_per_s=5.0))
+  gain_db = 20 * np.log10(np.abs(csi / clean))
+  assert np.ptp(gain_db, axis=(1, 2)).max() < 1e-3
+  steps = np.diff(gain_db[:, 0, 0])
+  jumps = steps[np.abs(steps) > 1e-3]
+  assert 10 <= len(jumps) <= 32, len(jumps)  # Poisson with mean 5 / s x 4 s = 20
+  assert np.abs(jumps).max() <= hardware.Hardware().agc_step_db + 1e-3
+
+
+def test_quantisation_rounds_to_integer_steps_with_rms_at_an_eighth_of_full_scale():
+  _, csi, step = impaired(dataclasses.replace(hardware.IDEAL, quantise=True), varying=True)
+  levels = np.concatenate([csi.real.ravel(), csi.imag.ravel()]) / step
+  np.testing.assert_allclose(levels, np.round(levels), atol=1e-3)
+  full_scale = 2 ** (ATHEROS40.bits - 1) - 1
+  assert np.abs(levels).max() <= full_scale and len(np.unique(np.round(levels))) > 300
+  assert np.sqrt(np.mean(np.abs(csi) ** 2)) / step == pytest.approx((full_scale + 1) / 8, rel=0.01)
+
+
+def test_dropped_packets_repeat_the_previous_one_and_jitter_stays_within_the_interval():
+  clean, csi, _ = impaired(dataclasses.replace(hardware.IDEAL, drop_rate=(0.2, 0.2)), varying=True)
+  repeated = np.all(csi[1:] == csi[:-1], axis=(1, 2))
+  assert repeated.mean() == pytest.approx(0.2, abs=0.03)
+  kept = np.r_[True, ~repeated]
+  np.testing.assert_allclose(np.abs(csi[kept] / clean[kept]), np.abs(csi / clean)[0, 0, 0],
+                             rtol=1e-4)  # a kept packet is its own channel
+  times = hardware.packet_times(np.random.default_rng(0), 20_000, RATE, hardware.Hardware())
+  deviation = times * RATE - np.arange(20_000)
+  assert np.std(deviation) == pytest.approx(hardware.Hardware().jitter, rel=0.05)
+  assert np.abs(deviation).max() <= 0.45 and np.all(np.diff(times) > 0)
+
+
+def test_noise_is_unit_power_at_the_drawn_snr():
+  clean, csi, _ = impaired(dataclasses.replace(hardware.IDEAL, snr_db=(20.0, 20.0)))
+  gain = np.vdot(clean, csi) / np.vdot(clean, clean)
+  noise = csi - gain * clean
+  assert np.mean(np.abs(noise) ** 2) == pytest.approx(1.0, rel=0.01)
+  snr_db = 10 * np.log10(np.mean(np.abs(gain * clean) ** 2) / np.mean(np.abs(noise) ** 2))
+  assert snr_db == pytest.approx(20.0, abs=0.05)
+
+
+def test_intel20_layout_simulates_the_intel5300_subcarriers():
+  layout = get_layout("intel20")
+  intel5300 = list(range(-28, 0, 2)) + [-1] + list(range(1, 28, 2)) + [28]
+  assert list(layout.subcarriers) == intel5300 and len(intel5300) == 30
+  recording = simulate.simulate_csi(np.random.default_rng(0), "empty", layout=layout,
+                                    hardware=hardware.IDEAL)
+  assert recording.amplitude.shape == (3, 30, 1000) and recording.info["layout"] == "intel20"
+  # The static channel is the multipath sum at exactly f_c + k * 312.5 kHz of those k.
+  room = domains.ROOMS[0]
+  tx, rx = simulate.room_antennas(room, layout)
+  expected = channel.frequency_response(
+      *(a[None] for a in channel.static_paths(room, tx, rx, layout.wavelength)),
+      layout.carrier_hz + SUBCARRIER_SPACING * np.array(intel5300))[0]
+  ratio = recording.info["csi"][..., 0] / expected
+  np.testing.assert_allclose(ratio, ratio[0, 0], rtol=1e-4)
+  scenes = simulate.CsiScenes(simulate.UT_HAR_CLASSES, layout="intel20")
+  example = scenes(np.random.default_rng(1), (30, 250, 3), "train")
+  assert example["spectrogram"].shape == (30, 250, 3) and example["spectrogram"].min() > 0

@@ -7,13 +7,13 @@ Applied in the order a real receiver imposes them:
                  to an SNR drawn from `snr_db` (mean over packets, antennas and subcarriers)
   AGC            gain steps of up to +-`agc_step_db` at Poisson times (`agc_steps_per_s`), common
                  to all antennas, multiplying signal and noise alike
-  phase          a random common phase per packet (carrier/oscillator offset) and a linear phase
-                 slope over subcarriers from a random per-packet timing offset (`timing_offset_s`)
+  phase          a random common phase per packet (carrier/oscillator offset, `random_phase`) and
+                 a linear phase slope over subcarriers from a random per-packet timing offset
+                 (Gaussian, std `timing_offset_s`), independent of each other
   quantisation   real and imaginary parts rounded to signed `bits`-bit integers, the RMS at 1/8 of
                  full scale (headroom for fades and AGC steps), clipped at full scale
   drops          each packet is lost with a probability drawn from `drop_rate`; a lost packet
-                 repeats
-                 the previous one (as interpolating loggers do), which never leaves a zero packet
+                 repeats the previous one (as interpolating loggers do), never leaving a zero packet
 Amplitude only sees noise, AGC, quantisation and drops; phase impairments matter to phase users.
 """
 import dataclasses
@@ -30,12 +30,13 @@ class Hardware:
   agc_steps_per_s: float = 0.5
   agc_step_db: float = 2.0
   timing_offset_s: float = 50e-9
+  random_phase: bool = True
   quantise: bool = True
   drop_rate: tuple[float, float] = (0.0, 0.05)
 
 
 IDEAL = Hardware(snr_db=(200.0, 200.0), jitter=0.0, agc_steps_per_s=0.0, timing_offset_s=0.0,
-                 quantise=False, drop_rate=(0.0, 0.0))
+                 random_phase=False, quantise=False, drop_rate=(0.0, 0.0))
 
 
 def packet_times(rng: np.random.Generator, n_packets: int, rate: float, hardware: Hardware):
@@ -57,9 +58,9 @@ def impair(rng: np.random.Generator, channel, subcarriers, rate: float, bits: in
     steps = rng.random(n_time) < hardware.agc_steps_per_s / rate
     gain_db = np.cumsum(steps * rng.uniform(-hardware.agc_step_db, hardware.agc_step_db, n_time))
     csi *= (10.0 ** (gain_db / 20.0)).astype(np.float32)[:, None, None]
-  if hardware.timing_offset_s > 0:
+  if hardware.random_phase or hardware.timing_offset_s > 0:
+    common = rng.uniform(0.0, 2 * np.pi, n_time) if hardware.random_phase else np.zeros(n_time)
     offset = rng.normal(0.0, hardware.timing_offset_s, n_time)
-    common = rng.uniform(0.0, 2 * np.pi, n_time)
     phase = common[:, None] - 2 * np.pi * SUBCARRIER_SPACING * offset[:, None] * np.asarray(
         subcarriers)[None, :]
     csi *= np.exp(1j * phase).astype(np.complex64)[:, None, :]
