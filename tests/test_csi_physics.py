@@ -40,6 +40,33 @@ def test_moving_scatterer_has_the_doppler_the_geometry_predicts():
   assert power[band].max() > 10 * np.median(power[band])  # a clear line over the noise floor
 
 
+@pytest.mark.parametrize("direction", [-1.0, 1.0])
+def test_complex_csi_doppler_sign_approaching_positive_receding_negative(direction):
+  # A scatterer on the far side of the link moving towards it (direction -1: its path shortens)
+  # or away; the complex CSI's spectrum has one line at +-19.35 Hz per m/s of path change.
+  rng = np.random.default_rng(2)
+  room = domains.Room("test", (20.0, 20.0, 3.0), (1.0, 10.0, 1.0), (1.0, 10.3, 1.0), 0.3, 5)
+  times = np.arange(1000) / RATE
+  speed = 1.2
+  points = np.stack([6.0 + direction * speed * times, np.full_like(times, 10.15),
+                     np.ones_like(times)], -1)
+  csi = simulate.render(rng, points[:, None], np.array([1.0]), room, ATHEROS40, times, RATE,
+                        hardware=hardware.IDEAL).info["csi"]
+  tx, rx = simulate.room_antennas(room, ATHEROS40)
+  path_rate = np.mean(np.gradient(np.linalg.norm(points - tx[0], axis=-1)
+                                  + np.linalg.norm(points - rx[0], axis=-1), times))
+  assert np.sign(path_rate) == direction and abs(path_rate) == pytest.approx(2 * speed, rel=0.01)
+  hz_per_metre_per_s = ATHEROS40.carrier_hz / SPEED_OF_LIGHT
+  assert hz_per_metre_per_s == pytest.approx(19.35, abs=0.01)
+  moving = csi - csi.mean(axis=-1, keepdims=True)  # the static paths are the time mean
+  power = (np.abs(np.fft.fft(moving, axis=-1)) ** 2).mean(axis=(0, 1))
+  freqs = np.fft.fftfreq(len(times), 1.0 / RATE)
+  peak = freqs[np.argmax(power)]
+  assert peak == pytest.approx(-hz_per_metre_per_s * path_rate, abs=0.5)  # -46.4 Hz * direction
+  mirror = np.argmin(np.abs(freqs + peak))
+  assert power.max() > 1e3 * power[mirror - 2:mirror + 3].max()  # nothing at the opposite sign
+
+
 def test_static_scene_has_no_doppler_energy():
   rng = np.random.default_rng(1)
   ideal = simulate.simulate_csi(rng, "empty", hardware=hardware.IDEAL).amplitude
