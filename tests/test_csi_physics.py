@@ -24,7 +24,8 @@ def doppler_spectrum(amplitude, rate):
 
 def test_moving_scatterer_has_the_doppler_the_geometry_predicts():
   rng = np.random.default_rng(0)
-  room = domains.Room("test", (20.0, 20.0, 3.0), (1.0, 10.0, 1.0), (1.0, 10.3, 1.0), 0.3, 5)
+  room = domains.Room("test", (20.0, 20.0, 3.0), (1.0, 10.0, 1.0), (1.0, 10.3, 1.0), 0.3, 5, 30.0,
+                      -3.0)
   times = hardware.packet_times(rng, 1000, RATE, hardware.Hardware())
   speed = 1.5
   points = np.stack([4.0 + speed * times, np.full_like(times, 10.15), np.ones_like(times)], -1)
@@ -45,7 +46,8 @@ def test_complex_csi_doppler_sign_approaching_positive_receding_negative(directi
   # A scatterer on the far side of the link moving towards it (direction -1: its path shortens)
   # or away; the complex CSI's spectrum has one line at +-19.35 Hz per m/s of path change.
   rng = np.random.default_rng(2)
-  room = domains.Room("test", (20.0, 20.0, 3.0), (1.0, 10.0, 1.0), (1.0, 10.3, 1.0), 0.3, 5)
+  room = domains.Room("test", (20.0, 20.0, 3.0), (1.0, 10.0, 1.0), (1.0, 10.3, 1.0), 0.3, 5, 30.0,
+                      -3.0)
   times = np.arange(1000) / RATE
   speed = 1.2
   points = np.stack([6.0 + direction * speed * times, np.full_like(times, 10.15),
@@ -83,6 +85,29 @@ def test_static_scene_has_no_doppler_energy():
     ratio[activity, seed] = power[(freqs > 5) & (freqs < 60)].mean() / power[freqs > 200].mean()
   assert ratio["empty", 0] < 1.3 and ratio["empty", 1] < 1.3, ratio  # measured 1.14, 1.19
   assert ratio["walk", 0] > 3 and ratio["walk", 1] > 3, ratio  # measured 4.6, 7.9
+
+
+def delay_spread(room):
+  """Power-weighted RMS delay (s) of the room's static paths, per antenna pair."""
+  tx, rx = simulate.room_antennas(room, ATHEROS40)
+  lengths, amplitudes = channel.static_paths(room, tx, rx, ATHEROS40.wavelength)
+  delay, power = lengths / SPEED_OF_LIGHT, amplitudes ** 2
+  mean = (power * delay).sum(0) / power.sum(0)
+  return np.sqrt((power * (delay - mean) ** 2).sum(0) / power.sum(0))
+
+
+@pytest.mark.parametrize("room_id", range(len(domains.ROOMS)))
+def test_static_multipath_has_indoor_delay_spread_and_frequency_selective_fading(room_id):
+  room = domains.ROOMS[room_id]
+  spread = delay_spread(room)
+  assert np.all((8e-9 < spread) & (spread < 60e-9)), spread  # measured 13, 26, 37 ns
+  slower = delay_spread(dataclasses.replace(room, decay_ns=2 * room.decay_ns))
+  assert np.all(slower > 1.7 * spread)  # the diffuse tail's decay sets most of it (measured 2.0x)
+  # Delay spreads of tens of ns fade the 40 MHz band: its amplitude varies by several dB.
+  recording = simulate.simulate_csi(np.random.default_rng(0), "empty",
+                                    domain=domains.Domain(room=room_id), hardware=hardware.IDEAL)
+  level_db = 20 * np.log10(recording.amplitude[..., 0])
+  assert np.ptp(level_db, axis=1).min() > 5.0, np.ptp(level_db, axis=1)  # measured 6.8-20 dB
 
 
 def doppler_feature(power):

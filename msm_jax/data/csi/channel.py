@@ -1,13 +1,14 @@
 """Multipath channel frequency response per antenna pair and subcarrier (numpy, vectorised).
 
 H[t, pair, k] = sum_paths a * exp(-j 2 pi f_k L / c), L the path length. Static paths: line of
-sight,
-first-order reflections off the six room surfaces (image method) and the room's furniture. Body
-paths: each body-part scatterer p with radar cross-section s reflects with the bistatic radar
-amplitude  lambda sqrt(s) / ((4 pi)^1.5 |p - tx| |p - rx|)  (line of sight: lambda / (4 pi L)),
-so a path whose length changes at rate dL/dt has Doppler -f dL/dt / c (about 19 Hz per m/s at
-5.8 GHz). Antenna pairs are rx-major (pair = rx * n_tx + tx); arrays are linear, half a wavelength
-apart, across the tx-rx link.
+sight, reflections off walls, floor and ceiling up to second order (image method), the room's
+furniture and its diffuse tail (exponential power-delay profile), giving RMS delay spreads of
+10-40 ns and frequency-selective fading across a 40 MHz band, as measured indoors. Body paths:
+each body-part scatterer p with radar cross-section s reflects with the bistatic radar amplitude
+lambda sqrt(s) / ((4 pi)^1.5 |p - tx| |p - rx|)  (line of sight: lambda / (4 pi L)), so a path
+whose length changes at rate dL/dt has Doppler -f dL/dt / c (about 19 Hz per m/s at 5.8 GHz).
+Antenna pairs are rx-major (pair = rx * n_tx + tx); arrays are linear, half a wavelength apart,
+across the tx-rx link.
 """
 import numpy as np
 
@@ -16,6 +17,9 @@ from msm_jax.data.csi.layouts import SPEED_OF_LIGHT
 # Elements of the (packets, paths, pairs, subcarriers) phase block evaluated at once: large
 # enough for vectorisation, small enough to stay in cache-friendly memory.
 _CHUNK = 1 << 20
+# Specular reflections are traced to second order; the many weaker higher-order paths are what the
+# room's diffuse tail stands for.
+IMAGE_ORDER = 2
 
 
 def antenna_array(centre, towards, count: int, wavelength: float) -> np.ndarray:
@@ -45,22 +49,41 @@ def scatter_paths(points, rcs, tx, rx, wavelength: float):
   return lengths, amplitudes
 
 
+def image_sources(size, points, order: int):
+  """Image-method mirror images (I, n, 3) of `points` (n, 3) in the box [0, size], up to `order`
+  reflections, and each image's reflection count (I,). Along an axis of length D a coordinate s
+  has images 2 m D + s (2 |m| reflections) and 2 m D - s (|2 m - 1| reflections)."""
+  m = np.repeat(np.arange(-order, order + 1), 2)
+  flip = np.tile([0, 1], 2 * order + 1)
+  bounces = np.abs(2 * m - flip)
+  m, flip, bounces = m[bounces <= order], flip[bounces <= order], bounces[bounces <= order]
+  index = np.stack(np.meshgrid(*[np.arange(len(m))] * 3, indexing="ij"), -1).reshape(-1, 3)
+  count = bounces[index].sum(axis=1)
+  index, count = index[count <= order], count[count <= order]
+  size = np.asarray(size, np.float64)
+  sign = 1 - 2 * flip[index][:, None]
+  return 2 * m[index][:, None] * size + sign * np.asarray(points)[:, None], count
+
+
 def static_paths(room, tx, rx, wavelength: float):
-  """(lengths, amplitudes), both (S, pairs): line of sight, 6 wall images, furniture."""
-  size = np.array(room.size)
-  images = [tx]
-  for axis in range(3):
-    for wall in (0.0, size[axis]):
-      image = tx.copy()
-      image[:, axis] = 2 * wall - tx[:, axis]
-      images.append(image)
-  direct = np.stack([np.linalg.norm(rx[:, None] - image[None], axis=-1).reshape(-1)
-                     for image in images])  # (7, pairs), rx-major
-  coefficient = np.r_[1.0, np.full(6, room.wall_reflection)][:, None]
+  """(lengths, amplitudes), both (S, pairs): line of sight and wall, floor and ceiling reflections
+  up to IMAGE_ORDER bounces (each scaling the amplitude by room.wall_reflection), furniture,
+  and the room's diffuse tail (plane waves across the small arrays)."""
+  images, bounces = image_sources(room.size, tx, IMAGE_ORDER)  # (I, n_tx, 3)
+  direct = np.linalg.norm(rx[None, :, None] - images[:, None], axis=-1).reshape(len(images), -1)
+  specular = room.wall_reflection ** bounces[:, None] * wavelength / (4 * np.pi * direct)
   furniture, rcs = room.furniture()
   lengths, amplitudes = scatter_paths(furniture, rcs, tx, rx, wavelength)
-  return (np.concatenate([direct, lengths]),
-          np.concatenate([coefficient * wavelength / (4 * np.pi * direct), amplitudes]))
+  delays, powers, arrival, departure = room.diffuse()
+  tx_centre, rx_centre = tx.mean(axis=0), rx.mean(axis=0)
+  line_of_sight = np.linalg.norm(rx_centre - tx_centre)
+  # A plane wave from direction u reaches an antenna u . offset earlier than the array centre.
+  diffuse = (line_of_sight + SPEED_OF_LIGHT * delays[:, None, None]
+             - (arrival @ (rx - rx_centre).T)[:, :, None]
+             - (departure @ (tx - tx_centre).T)[:, None, :]).reshape(len(delays), -1)
+  scattered = np.sqrt(powers)[:, None] * wavelength / (4 * np.pi * line_of_sight)
+  return (np.concatenate([direct, lengths, diffuse]),
+          np.concatenate([specular, amplitudes, np.broadcast_to(scattered, diffuse.shape)]))
 
 
 def frequency_response(lengths, amplitudes, frequencies) -> np.ndarray:
