@@ -2,8 +2,11 @@
 
 Example i of a split is generator(default_rng([seed, split_id, i]), shape, split) whichever process
 computes it, so a dataset does not depend on the number of workers. Workers are spawned (not
-forked): the builder process has TensorFlow's threads running, which must not be forked.
+forked): the builder process has TensorFlow's threads running, which must not be forked. Each
+worker runs single-threaded BLAS: with one worker per core, BLAS threads (numpy's matrix products
+in the scene models) would only oversubscribe the cores.
 """
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -13,6 +16,7 @@ import numpy as np
 from msm_jax.data.generators import check_example, get_generator
 
 MIN_PARALLEL = 32
+_WORKER_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def example(name: str, shape, seed: int, split_id: int, split: str, index: int) -> dict:
@@ -36,5 +40,22 @@ def examples(name: str, shape, seed: int, split_id: int, split: str, count: int,
   if workers <= 1:
     yield from map(make, range(count))
     return
-  with multiprocessing.get_context("spawn").Pool(workers) as pool:
+  with _environment(_WORKER_ENVIRONMENT):  # read by the workers as they start
+    pool = multiprocessing.get_context("spawn").Pool(workers)
+  with pool:
     yield from pool.imap(make, range(count), chunksize=4)
+
+
+@contextlib.contextmanager
+def _environment(values: dict):
+  """Sets environment variables for the duration of the block, then restores them."""
+  saved = {name: os.environ.get(name) for name in values}
+  os.environ.update(values)
+  try:
+    yield
+  finally:
+    for name, value in saved.items():
+      if value is None:
+        os.environ.pop(name)
+      else:
+        os.environ[name] = value

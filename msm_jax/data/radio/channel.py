@@ -17,8 +17,10 @@ def _tap_gains(rng, n_blocks, block_seconds, doppler_hz, n_taps):
   t = np.arange(n_blocks) * block_seconds
   angle = rng.uniform(0, 2 * np.pi, (n_taps, SINUSOIDS, 1))
   phase = rng.uniform(0, 2 * np.pi, (n_taps, SINUSOIDS, 1))
-  rotation = 2 * np.pi * doppler_hz * np.cos(angle) * t + phase
-  return (np.exp(1j * rotation).sum(axis=1) / np.sqrt(SINUSOIDS)).astype(np.complex64)
+  # At most a few hundred radians: float32 cosines and sines are accurate to ~1e-5 rad.
+  rotation = (2 * np.pi * doppler_hz * np.cos(angle) * t + phase).astype(np.float32)
+  gains = np.cos(rotation).sum(axis=1) + 1j * np.sin(rotation).sum(axis=1)
+  return (gains / np.sqrt(SINUSOIDS)).astype(np.complex64)
 
 
 def apply_channel(rng: np.random.Generator, x: np.ndarray, sample_rate: float, *,
@@ -40,14 +42,22 @@ def apply_channel(rng: np.random.Generator, x: np.ndarray, sample_rate: float, *
   n_blocks = -(-n // BLOCK)
   gains = _tap_gains(rng, n_blocks, BLOCK / sample_rate, doppler_hz, n_taps)
   gains *= np.sqrt(powers).astype(np.float32)[:, None]
-  # Carrier offset: exp(j 2 pi f (b * BLOCK + k) / fs) = per-block phase x within-block phase.
+  # Carrier offset exp(j 2 pi f (b * BLOCK + k) / fs): the per-block phase joins the gains, the
+  # within-block phase multiplies x as it is copied into the padded buffer. Applied before the
+  # taps, it turns each tap's gain by a constant phase - as random as the gain's own phase.
   step = 2 * np.pi * cfo_hz / sample_rate
   gains *= np.exp(1j * step * BLOCK * np.arange(n_blocks)).astype(np.complex64)
   within = np.exp(1j * step * np.arange(BLOCK)).astype(np.complex64)
-  padded = np.zeros(n_blocks * BLOCK + delays[-1], np.complex64)
-  padded[delays[-1]:delays[-1] + n] = x
-  y = np.zeros((n_blocks, BLOCK), np.complex64)
+  longest = delays[-1]
+  padded = np.zeros(longest + n_blocks * BLOCK, np.complex64)
+  padded[longest:longest + n] = x
+  body = padded[longest:].reshape(n_blocks, BLOCK)
+  body *= within
+  y = np.empty((n_blocks, BLOCK), np.complex64)
+  term = np.empty_like(y)
   for tap, delay in enumerate(delays):
-    start = delays[-1] - delay
-    y += gains[tap][:, None] * padded[start:start + n_blocks * BLOCK].reshape(n_blocks, BLOCK)
-  return (y * within).reshape(-1)[:n]
+    delayed = padded[longest - delay:longest - delay + n_blocks * BLOCK].reshape(n_blocks, BLOCK)
+    np.multiply(gains[tap][:, None], delayed, out=y if tap == 0 else term)
+    if tap:
+      y += term
+  return y.reshape(-1)[:n]

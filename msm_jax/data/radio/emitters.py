@@ -8,6 +8,7 @@ import numpy as np
 from msm_jax.data.radio.ofdm import modulate, qpsk
 
 _CONSTELLATIONS = {"bpsk": 2, "qpsk": 4, "8psk": 8, "16qam": 16, "64qam": 64}
+RRC_SPAN = 16  # symbols of pulse-shaping filter
 WIFI_SCS = 312.5e3
 WIFI_SYMBOL_S = 4e-6
 
@@ -20,37 +21,64 @@ def _symbols(rng, kind, n):
   return (levels[0] + 1j * levels[1]) / np.sqrt(2 * (side * side - 1) / 3)
 
 
+def _rrc(samples_per_symbol: int, rolloff: float) -> np.ndarray:
+  """Root-raised-cosine pulse over RRC_SPAN symbols (peak in the middle), unit energy."""
+  t = np.arange(RRC_SPAN * samples_per_symbol) / samples_per_symbol - RRC_SPAN / 2  # symbols
+  beta = max(rolloff, 1e-6)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    h = (np.sin(np.pi * t * (1 - beta)) + 4 * beta * t * np.cos(np.pi * t * (1 + beta))) / (
+        np.pi * t * (1 - (4 * beta * t) ** 2))
+  h[t == 0] = 1 - beta + 4 * beta / np.pi
+  edge = np.isclose(np.abs(t), 1 / (4 * beta))  # the removable singularities at +-T / (4 beta)
+  h[edge] = beta / np.sqrt(2) * ((1 + 2 / np.pi) * np.sin(np.pi / (4 * beta))
+                                 + (1 - 2 / np.pi) * np.cos(np.pi / (4 * beta)))
+  return h / np.sqrt(np.sum(h ** 2))
+
+
 def narrowband(rng: np.random.Generator, n_samples: int, sample_rate: float, *,
                samples_per_symbol: int, rolloff: float, centre_hz: float, snr_db: float,
                modulation: str = "qpsk") -> np.ndarray:
-  """Single-carrier PSK/QAM with root-raised-cosine pulses, made in the frequency domain.
+  """Single-carrier PSK/QAM: symbols through a root-raised-cosine filter (truncated to RRC_SPAN
+  symbols, as a transmitter's is), mixed to centre_hz, starting at a random point of a symbol.
 
-  An impulse train of symbols every samples_per_symbol samples has the symbols' DFT repeated
-  along frequency; multiplying by the RRC response filters it exactly (circularly) and shifting
-  the bins places it at centre_hz, so the whole emitter costs one FFT.
+  Polyphase form: sample r of symbol period q is sum_j b[q - j] g[j * sps + r], one small matrix
+  product for the whole capture. The mixing is folded in: g is the pulse times the carrier, and
+  symbol i is turned by the carrier's phase at its start.
   """
-  n_symbols = -(-n_samples // samples_per_symbol)
-  n = n_symbols * samples_per_symbol
-  spectrum = np.fft.fft(_symbols(rng, modulation, n_symbols))
-  f = np.fft.fftfreq(n) * samples_per_symbol  # in units of the symbol rate
-  edge = np.abs(f) - (1 - rolloff) / 2
-  rrc = np.where(edge <= 0, 1.0, np.sqrt(0.5 * (1 + np.cos(np.pi * np.clip(edge, 0, rolloff)
-                                                         / max(rolloff, 1e-9)))))
-  rrc[np.abs(f) > (1 + rolloff) / 2] = 0.0
-  shift = int(round(centre_hz * n / sample_rate))
-  shaped = np.roll(spectrum[np.arange(n) % n_symbols] * rrc, shift)
-  x = np.fft.ifft(shaped)[:n_samples]
-  bandwidth = sample_rate / samples_per_symbol  # noise power in the symbol-rate band
-  x *= np.sqrt(10 ** (snr_db / 10) * bandwidth / sample_rate / np.mean(np.abs(x) ** 2))
-  return x.astype(np.complex64)
+  sps = samples_per_symbol
+  offset = int(rng.integers(0, sps))
+  periods = -(-(n_samples + offset) // sps)
+  omega = 2 * np.pi * centre_hz / sample_rate  # radians per sample
+  symbols = _symbols(rng, modulation, periods + RRC_SPAN - 1)
+  symbols = (symbols * np.exp(1j * omega * sps * np.arange(len(symbols)))).astype(np.complex64)
+  # Unit-energy pulse x sqrt(SNR): power SNR / sps, i.e. SNR x the noise in the symbol-rate band.
+  pulse = _rrc(sps, rolloff) * np.sqrt(10 ** (snr_db / 10))
+  taps = (pulse * np.exp(1j * omega * np.arange(len(pulse)))).astype(np.complex64)
+  history = np.lib.stride_tricks.sliding_window_view(symbols, RRC_SPAN)  # [q, k] = b[q + k]
+  x = history @ taps.reshape(RRC_SPAN, sps)[::-1]
+  return x.reshape(-1)[offset:offset + n_samples]
+
+
+def _smooth_fft_size(target: float) -> int:
+  """The integer nearest `target` with no prime factor above 7 (a prime FFT size costs several
+  times more)."""
+  def smooth(n):
+    for p in (2, 3, 5, 7):
+      while n % p == 0:
+        n //= p
+    return n == 1
+  return min((n for n in range(int(target) - 16, int(target) + 17) if n > 0 and smooth(n)),
+             key=lambda n: abs(n - target))
 
 
 def wifi_bursts(rng: np.random.Generator, n_samples: int, sample_rate: float, *,
                 centre_hz: float, snr_db: float, duty: float) -> np.ndarray:
-  """WiFi-like OFDM bursts: 52 of 64 subcarriers at ~312.5 kHz (DC empty), 0.8 us CP, bursts of
-  random length (40 us - 2 ms) separated by random gaps so the medium is busy `duty` of the time."""
-  n_fft = int(round(sample_rate / WIFI_SCS))
-  cp = int(round(0.8e-6 * sample_rate))
+  """WiFi-like OFDM bursts: 52 of 64 subcarriers at ~312.5 kHz (DC empty; the FFT size at the
+  capture rate is rounded to a fast one, moving the spacing by < 1 %), 4 us symbols with their
+  0.8 us CP, bursts of random length (40 us - 2 ms) separated by random gaps so the medium is busy
+  `duty` of the time."""
+  n_fft = _smooth_fft_size(sample_rate / WIFI_SCS)
+  cp = int(round(WIFI_SYMBOL_S * sample_rate)) - n_fft
   n_symbols = n_samples // (n_fft + cp) + 2
   on = np.zeros(n_symbols, bool)
   position = -int(rng.integers(0, 100))
@@ -60,7 +88,7 @@ def wifi_bursts(rng: np.random.Generator, n_samples: int, sample_rate: float, *,
     position += length + int(rng.exponential(length * (1 - duty) / max(duty, 1e-3))) + 1
   k = np.concatenate([np.arange(-26, 0), np.arange(1, 27)])
   grid = np.zeros((n_symbols, 53), np.complex64)
-  grid[:, k + 26] = qpsk(rng, (n_symbols, 52)) * on[:, None] * np.float32(10 ** (snr_db / 20))
+  grid[:, k + 26] = qpsk(rng, (n_symbols, 52), 10 ** (snr_db / 20)) * on[:, None]
   return modulate(grid, int(round(centre_hz / sample_rate * n_fft)) - 26, n_fft, [cp])[:n_samples]
 
 
@@ -68,12 +96,18 @@ def radar_pulses(rng: np.random.Generator, n_samples: int, sample_rate: float, *
                  centre_hz: float, bandwidth_hz: float, pulse_s: float, interval_s: float,
                  snr_db: float) -> np.ndarray:
   """Linear-FM (chirp) pulses of pulse_s every interval_s sweeping bandwidth_hz around centre_hz;
-  a pulse as long as the interval is a continuous sawtooth sweep."""
-  t = (np.arange(n_samples) / sample_rate + rng.uniform(0, interval_s)) % interval_s
-  on = np.flatnonzero(t < pulse_s)
-  tau = t[on]
+  a pulse as long as the interval is a continuous sawtooth sweep. Pulses start on the nearest
+  sample (as a radar's clock would have them), so one computed pulse is copied into place."""
+  period = interval_s * sample_rate  # samples; not a whole number in general
+  starts = np.round((np.arange(-1, n_samples / period + 1) - rng.uniform(0, 1)) * period)
   slope = bandwidth_hz / pulse_s * rng.choice([-1, 1])
+  tau = np.arange(max(1, int(round(pulse_s * sample_rate)))) / sample_rate
   phase = 2 * np.pi * ((centre_hz - slope * pulse_s / 2) * tau + slope * tau * tau / 2)
+  pulse = (np.sqrt(10 ** (snr_db / 10) * bandwidth_hz / sample_rate) * np.exp(1j * phase))
+  pulse = pulse.astype(np.complex64)
   x = np.zeros(n_samples, np.complex64)
-  x[on] = np.sqrt(10 ** (snr_db / 10) * bandwidth_hz / sample_rate) * np.exp(1j * phase)
+  for start in starts.astype(int):
+    first, stop = max(start, 0), min(start + len(pulse), n_samples)
+    if first < stop:
+      x[first:stop] = pulse[first - start:stop - start]
   return x

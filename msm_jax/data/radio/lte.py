@@ -23,20 +23,22 @@ def resource_mask(rng, n_rb: int, first_slot: int, n_slots: int, cell_id: int,
   symbol = np.arange(n_symbols) % nm.LTE_SYMBOLS_PER_SLOT
   subframe = slot // 2 - first_slot // 2  # local subframe index
   number = (slot // 2) % 10  # subframe number within the radio frame
-  first_half = (slot % 2 == 0)[:, None]
-  j = np.arange(width)
+  first_half = slot % 2 == 0
   n_subframes = subframe[-1] + 1
   cfi = rng.integers(1, 4, n_subframes)
-  control = first_half & (symbol < cfi[subframe])[:, None]
   allocated = rng.random((n_subframes, n_rb)) < load
-  data = allocated[subframe][:, j // nm.SUBCARRIERS_PER_RB] & ~control
-  shift = np.where(symbol == 4, 3, 0)[:, None] + cell_id % 6
-  crs = ((symbol == 0) | (symbol == 4))[:, None] & ((j[None, :] - shift) % 6 == 0)
-  centre = np.abs(j - width // 2 + 0.5)  # distance from DC in subcarriers (DC between halves)
-  sync = (first_half & np.isin(number, (0, 5))[:, None] & np.isin(symbol, (5, 6))[:, None]
-          & (centre < 31)[None, :])
-  pbch = (~first_half & (number == 0)[:, None] & (symbol < 4)[:, None] & (centre < 36)[None, :])
-  return data | control | crs | sync | pbch
+  # Rows are symbols: the data allocation of each one's subframe, then what overrides it.
+  mask = np.repeat(allocated[subframe], nm.SUBCARRIERS_PER_RB, axis=1)
+  mask[first_half & (symbol < cfi[subframe])] = True  # control region, across the band
+  j = np.arange(width)
+  mask[symbol == 0] |= (j - cell_id) % 6 == 0  # CRS comb, shift v = cell id mod 6
+  mask[symbol == 4] |= (j - cell_id - 3) % 6 == 0  # ... and v + 3 on symbol 4
+  centre = width // 2  # DC lies between subcarriers centre - 1 and centre
+  sync = first_half & np.isin(number, (0, 5)) & np.isin(symbol, (5, 6))
+  mask[sync, centre - 31:centre + 31] = True  # PSS / SSS: the central 62 subcarriers
+  pbch = ~first_half & (number == 0) & (symbol < 4)
+  mask[pbch, centre - 36:centre + 36] = True  # PBCH: the central 72
+  return mask
 
 
 def lte_signal(rng: np.random.Generator, n_samples: int, sample_rate: float, *,
@@ -46,7 +48,7 @@ def lte_signal(rng: np.random.Generator, n_samples: int, sample_rate: float, *,
 
   The capture starts at a random slot of the radio frame and a random sample inside it.
   """
-  n_rb, _ = nm.LTE_BANDWIDTHS[bandwidth_mhz]
+  n_rb = nm.LTE_BANDWIDTHS[bandwidth_mhz]
   n_fft = nm.fft_size(sample_rate, nm.LTE_SCS)
   cp = nm.half_subframe_cp(sample_rate, nm.LTE_SCS)
   slot_samples = int(cp.sum()) + len(cp) * n_fft
@@ -54,9 +56,10 @@ def lte_signal(rng: np.random.Generator, n_samples: int, sample_rate: float, *,
   first_slot = int(rng.integers(0, 20))
   mask = resource_mask(rng, n_rb, first_slot, n_slots, cell_id, load)
   half = mask.shape[1] // 2
+  symbols = qpsk(rng, mask.shape, 10 ** (snr_db / 20))
+  symbols *= mask
   grid = np.zeros((mask.shape[0], mask.shape[1] + 1), np.complex64)  # + the empty DC subcarrier
-  columns = np.arange(mask.shape[1]) + (np.arange(mask.shape[1]) >= half)
-  grid[:, columns] = qpsk(rng, mask.shape) * mask * np.float32(10 ** (snr_db / 20))
+  grid[:, :half], grid[:, half + 1:] = symbols[:, :half], symbols[:, half:]
   iq = modulate(grid, offset_subcarriers - half, n_fft, cp)
   start = int(rng.integers(0, slot_samples))
   return iq[start:start + n_samples]

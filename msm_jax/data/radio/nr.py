@@ -80,7 +80,8 @@ def nr_signal(rng: np.random.Generator, n_samples: int, sample_rate: float, *, s
   ssb_count = 4 if mu == 0 else int(rng.choice([4, 8]))
   mask = resource_mask(rng, n_rb, mu, first_slot, n_slots, ssb_period_ms=ssb_period_ms,
                        ssb_count=ssb_count, tdd=tdd, load=load)
-  grid = qpsk(rng, mask.shape) * mask * np.float32(10 ** (snr_db / 20))
+  grid = qpsk(rng, mask.shape, 10 ** (snr_db / 20))
+  grid *= mask
   iq = modulate(grid, offset_subcarriers - mask.shape[1] // 2, n_fft,
                 nm.half_subframe_cp(sample_rate, scs_khz * 1e3))
   start = int(rng.integers(0, slot_samples))

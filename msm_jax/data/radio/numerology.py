@@ -7,9 +7,9 @@ half-subframe exact (16 * n_fft * 2^mu / 2048 on its first symbol: LTE's 160 vs 
 """
 import numpy as np
 
-# LTE channel bandwidth (MHz) -> (resource blocks, native FFT size).
-LTE_BANDWIDTHS = {1.4: (6, 128), 3: (15, 256), 5: (25, 512), 10: (50, 1024), 15: (75, 1536),
-                  20: (100, 2048)}
+# LTE channel bandwidth (MHz) -> resource blocks. (The native FFT sizes 128..2048 do not appear:
+# every carrier is modulated with the capture rate's FFT, see above.)
+LTE_BANDWIDTHS = {1.4: 6, 3: 15, 5: 25, 10: 50, 15: 75, 20: 100}
 LTE_SCS = 15e3
 LTE_SYMBOLS_PER_SLOT = 7
 # NR FR1 maximum transmission bandwidth: subcarrier spacing (kHz) -> {bandwidth MHz: RBs}.

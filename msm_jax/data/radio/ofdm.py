@@ -1,17 +1,6 @@
 """Vectorised OFDM modulation of a resource grid at the capture rate."""
-import functools
-
 import numpy as np
-
-
-@functools.lru_cache(maxsize=64)
-def _gather_index(n_fft: int, cp_bytes: bytes):
-  """(symbol, column) indices that turn IFFT rows into a stream with cyclic prefixes."""
-  cp = np.frombuffer(cp_bytes, np.int64)
-  lengths = cp + n_fft
-  symbol = np.repeat(np.arange(len(cp)), lengths)
-  position = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-  return symbol, (position - cp[symbol]) % n_fft
+import scipy.fft
 
 
 def modulate(grid: np.ndarray, first_subcarrier: int, n_fft: int, cp) -> np.ndarray:
@@ -19,22 +8,33 @@ def modulate(grid: np.ndarray, first_subcarrier: int, n_fft: int, cp) -> np.ndar
 
   Orthonormal IFFT: a resource element of power P puts power P / n_fft into its subcarrier's
   bandwidth (sample_rate / n_fft), where unit-power white noise has power 1 / n_fft; so P is the
-  element's SNR against the unit-power noise floor. `cp` holds each symbol's cyclic-prefix length
-  (tiled if shorter than the grid).
+  element's SNR against the unit-power noise floor. `cp` holds the cyclic-prefix lengths of one
+  period of the pattern (a 0.5 ms half-subframe for LTE / NR), repeated over the grid's symbols.
+  The IFFT at the capture rate (n_fft = rate / subcarrier spacing) both oversamples and places the
+  band, so no resampling or mixing follows.
   """
   n_symbols, width = grid.shape
-  bins = (first_subcarrier + np.arange(width)) % n_fft
-  if len(np.unique(bins)) != width:
+  if width > n_fft:
     raise ValueError(f"{width} subcarriers do not fit in an FFT of {n_fft}.")
-  spectrum = np.zeros((n_symbols, n_fft), np.complex64)
-  spectrum[:, bins] = grid
-  symbols = np.fft.ifft(spectrum, axis=1, norm="ortho").astype(np.complex64, copy=False)
-  cp = np.resize(np.asarray(cp, np.int64), n_symbols)
-  row, column = _gather_index(n_fft, cp.tobytes())
-  return symbols[row, column]
+  cp = np.asarray(cp, np.int64)
+  period = len(cp)
+  groups = -(-n_symbols // period)  # whole periods; the padding symbols are cut off below
+  spectrum = np.zeros((groups * period, n_fft), np.complex64)
+  start = first_subcarrier % n_fft
+  head = min(width, n_fft - start)  # subcarriers before the wrap to negative frequencies
+  spectrum[:n_symbols, start:start + head] = grid[:, :head]
+  spectrum[:n_symbols, :width - head] = grid[:, head:]
+  symbols = scipy.fft.ifft(spectrum, axis=1, norm="ortho", overwrite_x=True)
+  symbols = symbols.reshape(groups, period, n_fft)
+  # Per period: each symbol preceded by its last cp samples, assembled by slicing (no gather).
+  pieces = [part for p in range(period)
+            for part in (symbols[:, p, n_fft - cp[p]:], symbols[:, p])]
+  stream = np.concatenate(pieces, axis=1).reshape(-1)
+  prefixes = (n_symbols // period) * cp.sum() + cp[:n_symbols % period].sum()
+  return stream[:int(prefixes) + n_symbols * n_fft]
 
 
-def qpsk(rng: np.random.Generator, shape) -> np.ndarray:
-  """Unit-power random QPSK symbols (complex64)."""
-  bits = rng.integers(0, 2, (2,) + tuple(shape), dtype=np.int8)
-  return ((1 - 2 * bits[0]) + 1j * (1 - 2 * bits[1])).astype(np.complex64) * np.float32(0.5 ** 0.5)
+def qpsk(rng: np.random.Generator, shape, amplitude: float = 1.0) -> np.ndarray:
+  """Random QPSK symbols of power amplitude^2 (complex64)."""
+  points = np.array([1 + 1j, 1 - 1j, -1 + 1j, -1 - 1j]) * (amplitude * 0.5 ** 0.5)
+  return points.astype(np.complex64)[rng.integers(0, 4, shape, dtype=np.uint8)]

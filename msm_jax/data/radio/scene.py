@@ -1,13 +1,12 @@
 """Scenes: emitters through their channels at a capture rate, spectrogram + per-pixel labels.
 
-A scene is a list of components (class name, IQ at the capture rate). Each component is put
-through the one STFT (stft.py) on its own; the capture is the sum of those STFTs plus the STFT of
-unit-power complex white noise (independent per channel C; every channel sees the same emitters),
-so the spectrogram is exactly the STFT of the summed IQ. Labels come from the components' own
-reduced power: a pixel takes the class of the strongest component whose power there is at least
-LABEL_THRESHOLD_DB relative to the noise floor (1), else 'noise' - so lightly loaded resource
-blocks, sync bursts and fading nulls are labelled by where the energy really is, not by the
-rectangle a signal is allowed to occupy.
+A scene is a list of components (class name, IQ at the capture rate). The capture is their sum
+plus unit-power complex white noise (independent per channel C; every channel sees the same
+emitters), put through the one STFT (stft.py). A labelled scene also puts each component through
+the same STFT on its own, and labels come from the components' own reduced power: a pixel takes
+the class of the strongest component whose power there is at least LABEL_THRESHOLD_DB relative to
+the noise floor (1), else 'noise' - so lightly loaded resource blocks, sync bursts and fading nulls
+are labelled by where the energy really is, not by the rectangle a signal is allowed to occupy.
 """
 import dataclasses
 
@@ -18,7 +17,7 @@ from msm_jax.data.radio.channel import apply_channel
 from msm_jax.data.radio.emitters import narrowband, radar_pulses, wifi_bursts
 from msm_jax.data.radio.lte import lte_signal
 from msm_jax.data.radio.nr import SSB_RBS, nr_signal
-from msm_jax.data.radio.stft import StftSpec, reduce_power, spec_for, stft
+from msm_jax.data.radio.stft import StftSpec, power_spectrogram, spec_for
 
 # Below -6 dB a component adds less than a quarter of the floor: buried in an averaged pixel.
 LABEL_THRESHOLD_DB = -6.0
@@ -63,26 +62,27 @@ def render(rng: np.random.Generator, components, shape, config: SceneConfig = DE
   """
   n_time, n_freq, n_channels = shape
   spec = capture_spec(shape, config)
-  n = config.n_samples
-  noise = rng.standard_normal((n_channels, 2, n), dtype=np.float32) * np.float32(0.5 ** 0.5)
-  total = stft(noise[:, 0] + 1j * noise[:, 1], spec)  # (C, frames, n_fft)
-  powers = []
+  signal = np.zeros(config.n_samples, np.complex64)
   for _, iq in components:
-    x = stft(iq, spec)
-    total += x
-    if classes:
-      powers.append(reduce_power(x.real ** 2 + x.imag ** 2, spec))
-  power = np.moveaxis(reduce_power(total.real ** 2 + total.imag ** 2, spec), 0, -1)
+    signal += iq
+  power = np.empty(shape, np.float32)
+  for channel in range(n_channels):
+    capture = np.empty(config.n_samples, np.complex64)
+    # Unit-power complex noise, its re and im interleaved, then the emitters on top.
+    rng.standard_normal(out=capture.view(np.float32), dtype=np.float32)
+    capture *= np.float32(0.5 ** 0.5)
+    capture += signal
+    power[..., channel] = power_spectrogram(capture, spec)
   if not classes:
-    return np.ascontiguousarray(power), None
+    return power, None
   labels = np.zeros((n_time, n_freq), np.uint8)
-  if powers:
-    powers = np.stack(powers)
+  if components:
+    powers = np.stack([power_spectrogram(iq, spec) for _, iq in components])
     ids = np.array([classes.index(name) for name, _ in components], np.uint8)
     strongest = powers.argmax(axis=0)
     audible = powers.max(axis=0) >= 10 ** (LABEL_THRESHOLD_DB / 10)
     labels = np.where(audible, ids[strongest], 0).astype(np.uint8)
-  return np.ascontiguousarray(power), labels
+  return power, labels
 
 
 def _placement(rng, bandwidth_hz, step_hz, config):
@@ -99,10 +99,10 @@ def _channel(rng, iq, config):
 
 def random_lte(rng, config: SceneConfig = DEFAULT) -> np.ndarray:
   """An LTE carrier of a random bandwidth that fits, random cell, load, SNR, place and channel."""
-  bandwidths = [b for b, (rb, _) in nm.LTE_BANDWIDTHS.items()
+  bandwidths = [b for b, rb in nm.LTE_BANDWIDTHS.items()
                 if nm.fits(rb * 12 * nm.LTE_SCS, config.sample_rate, GUARD)]
   bandwidth = float(rng.choice(bandwidths))
-  occupied = nm.LTE_BANDWIDTHS[bandwidth][0] * 12 * nm.LTE_SCS
+  occupied = nm.LTE_BANDWIDTHS[bandwidth] * 12 * nm.LTE_SCS
   iq = lte_signal(rng, config.n_samples, config.sample_rate, bandwidth_mhz=bandwidth,
                   offset_subcarriers=_placement(rng, occupied, nm.LTE_SCS, config),
                   snr_db=rng.uniform(*config.snr_db), cell_id=int(rng.integers(0, 504)),
