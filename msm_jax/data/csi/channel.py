@@ -14,7 +14,7 @@ import numpy as np
 
 from msm_jax.data.csi.layouts import SPEED_OF_LIGHT
 
-# Elements of the (packets, paths, pairs, subcarriers) phase block evaluated at once: large
+# Elements of the (packets, pairs, paths, subcarriers) phase block evaluated at once: large
 # enough for vectorisation, small enough to stay in cache-friendly memory.
 _CHUNK = 1 << 20
 # Specular reflections are traced to second order; the many weaker higher-order paths are what the
@@ -31,12 +31,18 @@ def antenna_array(centre, towards, count: int, wavelength: float) -> np.ndarray:
   return np.asarray(centre, np.float64) + offsets[:, None] * across
 
 
+def distances(points, antennas) -> np.ndarray:
+  """|p - a| (..., P, A) of points (..., P, 3) to antennas (A, 3), summed coordinate by
+  coordinate (3x faster than np.linalg.norm over a trailing axis of 3)."""
+  points, antennas = np.asarray(points), np.asarray(antennas)
+  return np.sqrt(sum((points[..., i, None] - antennas[:, i]) ** 2 for i in range(3)))
+
+
 def pair_lengths(points, tx, rx) -> np.ndarray:
   """Path lengths |p - tx| + |p - rx| (..., P, n_rx * n_tx) (rx-major) of points (..., P, 3) for
   arrays tx (n_tx, 3) and rx (n_rx, 3), with the distances to tx (..., P, n_tx) and rx
   (..., P, n_rx)."""
-  to_tx = np.linalg.norm(points[..., None, :] - tx, axis=-1)  # (..., P, n_tx)
-  to_rx = np.linalg.norm(points[..., None, :] - rx, axis=-1)  # (..., P, n_rx)
+  to_tx, to_rx = distances(points, tx), distances(points, rx)
   lengths = to_rx[..., :, None] + to_tx[..., None, :]
   return lengths.reshape(*to_rx.shape[:-1], len(rx) * len(tx)), to_tx, to_rx
 
@@ -70,7 +76,7 @@ def static_paths(room, tx, rx, wavelength: float):
   up to IMAGE_ORDER bounces (each scaling the amplitude by room.wall_reflection), furniture,
   and the room's diffuse tail (plane waves across the small arrays)."""
   images, bounces = image_sources(room.size, tx, IMAGE_ORDER)  # (I, n_tx, 3)
-  direct = np.linalg.norm(rx[None, :, None] - images[:, None], axis=-1).reshape(len(images), -1)
+  direct = distances(images, rx).transpose(0, 2, 1).reshape(len(images), -1)  # rx-major
   specular = room.wall_reflection ** bounces[:, None] * wavelength / (4 * np.pi * direct)
   furniture, rcs = room.furniture()
   lengths, amplitudes = scatter_paths(furniture, rcs, tx, rx, wavelength)
@@ -92,7 +98,8 @@ def frequency_response(lengths, amplitudes, frequencies) -> np.ndarray:
 
   Phases are evaluated as float32 cos/sin (10x faster than complex exp); the float32 rounding of
   the phase (~1e-4 rad at 10 m) is far below the receiver noise and smooth in time, so it adds no
-  Doppler.
+  Doppler. The sum over paths is a batched (1 x P) @ (P x K) product, 2-3x faster than a
+  strided sum.
   """
   n_time, n_paths, n_pairs = lengths.shape
   response = np.zeros((n_time, n_pairs, len(frequencies)), np.complex64)
@@ -102,8 +109,8 @@ def frequency_response(lengths, amplitudes, frequencies) -> np.ndarray:
   step = max(1, _CHUNK // (n_paths * n_pairs * len(frequencies)))
   for start in range(0, n_time, step):
     part = slice(start, start + step)
-    phase = lengths[part].astype(np.float32)[..., None] * radians_per_metre
-    amp = amplitudes[part].astype(np.float32)[..., None]
-    response.real[part] = (amp * np.cos(phase)).sum(axis=1)
-    response.imag[part] = -(amp * np.sin(phase)).sum(axis=1)
+    phase = lengths[part].astype(np.float32).transpose(0, 2, 1)[..., None] * radians_per_metre
+    amp = amplitudes[part].astype(np.float32).transpose(0, 2, 1)[:, :, None, :]
+    response.real[part] = (amp @ np.cos(phase))[:, :, 0]
+    response.imag[part] = -(amp @ np.sin(phase, out=phase))[:, :, 0]
   return response

@@ -8,8 +8,9 @@ height and tempo, with per-example random rates, amplitudes and phases:
   circle     one hand draws a vertical circle of radius 0.2-0.35 m at 0.5-0.9 Hz
   clean      a hand wipes side to side over a table at 0.6-1.2 Hz, torso leaning
   fall       standing, then the whole body topples ~80 degrees about the feet in 0.4-0.8 s
-  run        back and forth at 2-3.5 m/s, 2.5-3.2 Hz gait, large limb swings
-  walk       back and forth at 1-1.5 m/s, ~1 Hz gait
+  run        back and forth at 2-3.5 m/s, 1.3-1.6 Hz stride (2.6-3.2 steps/s), large limb
+             swings: feet up to ~2x the body's speed, as in real running
+  walk       back and forth at 1-1.5 m/s, ~1 Hz stride (~2 steps/s)
   lie_down   sits down, then the torso rotates back to horizontal (2-3 s)
   pickup     bends ~80 degrees at the hips, a hand reaches the floor and comes back (1.5-3 s)
   sit_down   the pelvis drops ~0.45 m and moves back, knees forward (1-2 s)
@@ -57,7 +58,8 @@ def _pitch(body, index, pivot, angle):
 
 
 def _gait(body, t, rng, s, speed, rate, swing, bob):
-  """Back-and-forth locomotion at `speed` over a 2-3 m line with a `rate` Hz stride cycle."""
+  """Back-and-forth locomotion at `speed` over a 2-3 m line with a `rate` Hz stride cycle (two
+  steps: the feet swing +-`swing` in antiphase, the body bobs once per step)."""
   length = rng.uniform(2.0, 3.0) * s
   cycle = (speed * t / (2 * length) + rng.uniform()) % 1.0
   body[..., 0] += (2 * length * np.abs(cycle - 0.5) - length / 2)[:, None]
@@ -156,7 +158,7 @@ def _walk(body, t, rng, s, tempo):
 
 
 def _run(body, t, rng, s, tempo):
-  _gait(body, t, rng, s, rng.uniform(2.0, 3.5) * tempo, rng.uniform(2.5, 3.2) * tempo, 0.45, 0.06)
+  _gait(body, t, rng, s, rng.uniform(2.0, 3.5) * tempo, rng.uniform(1.3, 1.6) * tempo, 0.45, 0.06)
 
 
 ACTIVITIES = {

@@ -18,10 +18,12 @@ from msm_jax.data.generators import SPLITS, Generator
 NTU_FI_CLASSES = ("box", "circle", "clean", "fall", "run", "walk")
 ALL_CLASSES = ("empty",) + tuple(sorted(set(NTU_FI_CLASSES + UT_HAR_CLASSES)))
 CLASS_SETS = {"ntu_fi": NTU_FI_CLASSES, "ut_har": UT_HAR_CLASSES, "all": ALL_CLASSES}
-# Fewest packets a small model input is simulated from: ~250 Hz over the 4 s NTU-Fi window, which
-# still resolves torso and arm Doppler (<= 125 Hz, 3 m/s of path change); power is then block-
-# averaged to the requested width, as csi_to_power does with real recordings.
-MIN_PACKETS = 1000
+# Largest rate of change |dL/dt| (m/s) of any body path of each activity in the rooms and
+# positions of domains.py: the most measured over 400 random examples each, plus 10 % (running
+# feet reach 16 m/s, ~310 Hz of Doppler at 5.8 GHz). Its Doppler bound is this / wavelength.
+PATH_RATE_LIMIT = {"empty": 0.0, "box": 6.0, "circle": 3.0, "clean": 4.5, "fall": 11.0,
+                   "run": 17.5, "walk": 8.0, "lie_down": 2.5, "pickup": 3.5, "sit_down": 2.0,
+                   "stand_up": 2.0}
 # Real CSI amplitude never reaches exactly 0: a quantised zero stands for "below one step".
 _FLOOR = 0.5
 
@@ -59,8 +61,9 @@ def simulate_csi(rng: np.random.Generator, activity: str, *, domain: domains.Dom
                  hardware: hw.Hardware = hw.Hardware()) -> CsiRecording:
   """One simulated recording of `activity` in `domain`: amplitude float32 (pairs, K, n_packets).
 
-  Defaults follow the layout's public set (atheros40: NTU-Fi, 2000 packets at 500 Hz). info holds
-  the activity, layout, domain fields and the complex CSI.
+  Defaults follow the layout's public set (atheros40: NTU-Fi, 2000 packets at 500 Hz). A
+  packet_rate below 2 * max_doppler((activity,), layout) aliases the fastest paths, as a real card
+  at that rate would. info holds the activity, layout, domain fields and the complex CSI.
   """
   layout = get_layout(layout) if isinstance(layout, str) else layout
   domain = domain or domains.Domain()
@@ -75,6 +78,11 @@ def simulate_csi(rng: np.random.Generator, activity: str, *, domain: domains.Dom
   return recording
 
 
+def max_doppler(activities, layout: Layout) -> float:
+  """Largest Doppler (Hz) of any body path of `activities` in the simulator's domains."""
+  return max(PATH_RATE_LIMIT[a] for a in activities) / layout.wavelength
+
+
 @dataclasses.dataclass(frozen=True)
 class CsiScenes:
   """Labelled scene model: example(rng, (H, W, C), split) -> {'spectrogram' (H subcarriers, W time
@@ -82,8 +90,8 @@ class CsiScenes:
 
   The recording always spans the layout's public-set duration (4 s for atheros40). For an input
   smaller than the public recording only what the reduction keeps is simulated: one subcarrier
-  per averaged block (its centre) and W * ceil(MIN_PACKETS / W) packets, power then averaged
-  to W as csi_to_power does; at full size it is exactly csi_to_power of a public-size recording.
+  per averaged block (its centre) and `n_packets(W)` packets, power then averaged to W as
+  csi_to_power does; at full size it is exactly csi_to_power of a public-size recording.
   """
   classes: tuple[str, ...] = NTU_FI_CLASSES
   layout: str = ATHEROS40.name
@@ -97,6 +105,17 @@ class CsiScenes:
                        f"known: {sorted(kinematics.ACTIVITIES)}.")
     domains.check_held_out(dict(self.held_out))
 
+  def n_packets(self, width: int) -> int:
+    """Packets simulated for an input `width` steps wide: whole blocks of `width` at a rate of at
+    least twice the classes' largest Doppler, so that nothing aliases before power is block-
+    averaged; the card's own packets (layout.n_packets) where that rate is not lower than the
+    card's. At the card's rate the simulation aliases exactly as the real card does: of the
+    activities only running, whose feet reach ~310 Hz, exceeds atheros40's 250 Hz limit."""
+    layout = get_layout(self.layout)
+    duration = layout.n_packets / layout.packet_rate
+    needed = max(1, math.ceil(2 * max_doppler(self.classes, layout) * duration))
+    return min(width * math.ceil(needed / width), layout.n_packets)
+
   def __call__(self, rng, shape, split):
     if split not in SPLITS:
       raise ValueError(f"split {split!r} must be one of {SPLITS}.")
@@ -105,8 +124,7 @@ class CsiScenes:
     n_sub = len(layout.subcarriers)
     block_slices(n_sub, height)  # raises for more subcarriers than the layout has
     subcarriers = block_centres(n_sub, height)
-    factor = max(1, min(layout.n_packets // width, math.ceil(MIN_PACKETS / width)))
-    n_packets = max(width * factor, layout.n_packets if width > layout.n_packets else 0)
+    n_packets = self.n_packets(width)
     if channels > layout.n_pairs:
       raise ValueError(f"csi_har: {channels} channels requested; the {layout.name} layout has "
                        f"{layout.n_pairs} antenna pairs.")
