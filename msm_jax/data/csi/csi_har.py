@@ -167,7 +167,8 @@ def builder_class():
     VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": "CSI power (subcarriers, time, antennas), labels, domain fields.",
-        "1.1.0": "'receiver' domain field; Widar3.0 split by gesture instance."}
+        "1.1.0": "'receiver' domain field; Widar3.0 split by gesture instance; simulator with "
+                 "indoor delay spreads, Doppler-safe packet rates and realistic running."}
     code_path = None  # as in radio_pretrain: no checksums file, nothing is downloaded
 
     def __init__(self, *, params: dict, **kwargs):

@@ -4,7 +4,9 @@ Every reader and the simulator produce amplitude float32 (antennas, subcarriers,
 being transmit/receive pairs. `csi_to_power` turns that into the model's (H, W, C) power array:
 H subcarriers x W time steps x C antennas, by cropping and block-averaging power (never
 interpolating), so that the simulator, the dataset builder and prediction on user files all feed
-the model the same thing.
+the model the same thing. Power |H|^2, not amplitude, is averaged and stored because a block's mean
+power is its received energy; the input pipeline takes 10*log10 of it (normalize.py), so the model
+sees CSI amplitude in dB, 20*log10 |H|.
 """
 import dataclasses
 

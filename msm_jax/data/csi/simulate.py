@@ -86,7 +86,7 @@ def max_doppler(activities, layout: Layout) -> float:
 @dataclasses.dataclass(frozen=True)
 class CsiScenes:
   """Labelled scene model: example(rng, (H, W, C), split) -> {'spectrogram' (H subcarriers, W time
-  steps, C antennas) power, 'label', 'domain'}.
+  steps, C antennas) block-averaged CSI power |H|^2 (csi_to_power), 'label', 'domain'}.
 
   The recording always spans the layout's public-set duration (4 s for atheros40). For an input
   smaller than the public recording only what the reduction keeps is simulated: one subcarrier
