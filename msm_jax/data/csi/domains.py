@@ -45,12 +45,13 @@ class Room:
     points = rng.uniform(0.1, 0.9, (count, 3)) * np.array(self.size) * [1, 1, 0.5]
     return points, rng.uniform(0.3, 2.0, count)
 
-  def diffuse(self, count: int = 48):
+  def diffuse(self):
     """(excess delays s (D,), powers relative to the line of sight (D,), arrival and departure
     unit vectors (D, 3) each) of the diffuse paths: delays uniform over 6 decay times, mean power
     exponential in delay, each path's power Rayleigh-faded; directions uniform in azimuth within
     30 degrees of horizontal."""
-    rng = np.random.default_rng([self.seed, 1])
+    rng = np.random.default_rng([self.seed, 1])  # apart from the furniture's stream
+    count = 48
     decay = self.decay_ns * 1e-9
     delays = rng.uniform(0.0, 6.0 * decay, count)
     powers = np.exp(-delays / decay) * rng.exponential(1.0, count)
