@@ -1,12 +1,15 @@
 """MathWorks-style LTE/NR segmentation frames: a spectrogram file and a label map per frame.
 
 A folder holds, per frame, NAME.mat (the spectrogram matrix in variable `rxSpectrogram`, or the
-file's only array) or NAME.png (a grey-level dB image), and NAME_label.png (or NAME_label.mat)
-with 0 = noise, 127 = NR, 255 = LTE. Both are rows = time, columns = frequency. Spectrogram
-values become linear power: complex -> |x|^2; real with negative values -> dB -> 10^(x/10);
-non-negative -> already power; PNG grey levels span PNG_DB_RANGE dB. Resizing to the requested
-grid averages whole blocks of pixels when the sizes divide, else takes nearest neighbours; label
-maps always take nearest neighbours (never interpolated).
+file's only array; MATLAB v4-v7, not v7.3 / HDF5) or NAME.png (a grey-level dB image), and
+NAME_label.png (or NAME_label.mat) with 0 = noise, 127 = NR, 255 = LTE. Both are rows = time,
+columns = frequency. Spectrogram values become linear power: complex -> |x|^2; real with negative
+values -> dB -> 10^(x/10); non-negative -> already power; PNG grey levels (8 or 16 bit) span
+PNG_DB_RANGE dB. Colour PNGs are refused unless grey (R = G = B): the colours of a colormapped image
+do not measure power. Reduction to the requested grid is the generators' (stft.block_average):
+crop to whole blocks, average each block, never interpolate - so a frame smaller than the grid is
+an error; label maps take the label at each block's centre (nearest neighbour, never averaged).
+Every unreadable file raises RecordingError naming it.
 """
 import glob
 import os
@@ -14,23 +17,42 @@ import os
 import numpy as np
 
 from msm_jax.data.radio.recordings import RecordingError
+from msm_jax.data.radio.stft import block_average, block_centres
 
 LABEL_VALUES = {0: "noise", 127: "nr", 255: "lte"}
 PNG_DB_RANGE = 60.0
 MAT_VARIABLE = "rxSpectrogram"
 
 
-def _read_array(path: str, variable: str | None) -> np.ndarray:
-  if path.endswith(".png"):
-    from PIL import Image  # installed with matplotlib
+def _read_png(path: str) -> np.ndarray:
+  """A grey-level PNG as a 2-D integer array."""
+  from PIL import Image  # installed with matplotlib
+  try:
     with Image.open(path) as image:
+      if image.mode in ("P", "1"):  # palette or bilevel: their colours, not their indices
+        image = image.convert("RGBA" if image.mode == "P" else "L")
       array = np.asarray(image)
-    return array.mean(axis=-1) if array.ndim == 3 else array  # colour: average the channels
+  except (OSError, SyntaxError, ValueError) as error:  # PIL reports broken PNG chunks as syntax
+    raise RecordingError(f"{path}: not a readable PNG ({type(error).__name__}: {error}).") from None
+  if array.ndim == 3:
+    colours = array[..., :1] if array.shape[-1] <= 2 else array[..., :3]  # alpha aside
+    if (colours != colours[..., :1]).any():
+      raise RecordingError(f"{path}: a colour image; the colours of a colormapped spectrogram do "
+                           "not measure power. Save grey levels (dB scaled to 0-255) or a .mat.")
+    array = colours[..., 0]
+  return array
+
+
+def _read_mat(path: str, variable: str) -> np.ndarray:
   from scipy import io  # only .mat files need scipy
   try:
     contents = {k: v for k, v in io.loadmat(path).items() if not k.startswith("__")}
-  except (ValueError, OSError, TypeError) as error:
-    raise RecordingError(f"{path}: not a readable .mat file ({error}).") from None
+  except NotImplementedError:  # scipy's answer to MATLAB v7.3, which is HDF5
+    raise RecordingError(f"{path}: a MATLAB v7.3 (HDF5) .mat file, which is not supported; save "
+                         "it with save(..., '-v7').") from None
+  except (ValueError, OSError, TypeError, EOFError, io.matlab.MatReadError) as error:
+    raise RecordingError(f"{path}: not a readable .mat file ({type(error).__name__}: "
+                         f"{error}).") from None
   if variable in contents:
     return contents[variable]
   if len(contents) != 1:
@@ -39,14 +61,8 @@ def _read_array(path: str, variable: str | None) -> np.ndarray:
   return next(iter(contents.values()))
 
 
-def _resize(array: np.ndarray, shape, average: bool) -> np.ndarray:
-  """Block-average when `average` and sizes divide, else nearest-neighbour indexing."""
-  (h, w), (n_time, n_freq) = array.shape, shape
-  if average and h % n_time == 0 and w % n_freq == 0:
-    return array.reshape(n_time, h // n_time, n_freq, w // n_freq).mean(axis=(1, 3))
-  rows = (np.arange(n_time) * h) // n_time + (h // n_time) // 2
-  cols = (np.arange(n_freq) * w) // n_freq + (w // n_freq) // 2
-  return array[np.ix_(rows, cols)]
+def _read_array(path: str, variable: str) -> np.ndarray:
+  return _read_png(path) if path.endswith(".png") else _read_mat(path, variable)
 
 
 def read_frame(spectrogram_path: str, label_path: str, shape, classes) -> tuple:
@@ -57,13 +73,19 @@ def read_frame(spectrogram_path: str, label_path: str, shape, classes) -> tuple:
   if np.iscomplexobj(values):
     power = np.abs(values) ** 2
   elif spectrogram_path.endswith(".png"):
-    power = 10 ** (values / 255 * PNG_DB_RANGE / 10)
+    full = 255 if values.dtype == np.uint8 else 65535
+    power = 10 ** (values / full * PNG_DB_RANGE / 10)
   else:
     power = 10 ** (values / 10) if values.min() < 0 else values
   labels = np.asarray(_read_array(label_path, "label"))
   if power.ndim != 2 or labels.ndim != 2 or power.shape != labels.shape:
     raise RecordingError(f"{spectrogram_path}: spectrogram {power.shape} and label map "
                          f"{labels.shape} ({label_path}) must be matching 2-D arrays.")
+  (height, width), (n_time, n_freq) = power.shape, shape[:2]
+  if height < n_time or width < n_freq:
+    raise RecordingError(f"{spectrogram_path}: a {height} x {width} frame is smaller than the "
+                         f"{n_time} x {n_freq} requested; frames are only ever reduced, not "
+                         f"interpolated: ask for at most {height} x {width}.")
   unknown = sorted(set(np.unique(labels).tolist()) - set(LABEL_VALUES))
   if unknown:
     raise RecordingError(f"{label_path}: label values {unknown[:5]} are not among "
@@ -71,9 +93,9 @@ def read_frame(spectrogram_path: str, label_path: str, shape, classes) -> tuple:
   lookup = np.zeros(256, np.uint8)
   for value, name in LABEL_VALUES.items():
     lookup[value] = classes.index(name)
-  ids = lookup[_resize(labels.astype(np.uint8), shape[:2], average=False)]
-  power = _resize(power.astype(np.float32), shape[:2], average=True)
-  return power[..., None].astype(np.float32), ids
+  rows, columns = block_centres(height, width, n_time, n_freq)
+  ids = lookup[labels[np.ix_(rows, columns)].astype(np.uint8)]
+  return block_average(power.astype(np.float32), n_time, n_freq)[..., None], ids
 
 
 def find_frames(folder: str) -> list[tuple[str, str]]:
