@@ -1,13 +1,16 @@
 """Builds a dataset locally (offline) for `config.data.source = 'tfds'`, with a progress bar.
 
   python -m launch.make_dataset --dataset=radio_pretrain --data_dir=DIR \
-      [--num_examples=N] [--height=Nt --width=Nf --channels=C] [--seed=S]
+      [--num_examples=N] [--height=Nt --width=Nf --channels=C] [--seed=S] \
+      [--generator=radio_scene] [--capture_rate=61.44e6 --frame_seconds=0.016]
   python -m launch.make_dataset --dataset=radio_pretrain --data_dir=DIR \
-      --recordings='captures/*.sigmf-meta' [--sample_rate=HZ] [--window_seconds=0.016] [--skip_bad]
+      --recordings='captures/*.sigmf-meta' [--sample_rate=HZ] [--window_seconds=0.016] \
+      [--skip_bad] [--num_examples=N [--generator=...]]  # + N generated scenes if N is given
   python -m launch.make_dataset --dataset=csi_har --data_dir=DIR [--source=ntu_fi:PATH] \
       [--held_out='room=2'] [--csi_classes=ut_har]   # WiFi CSI activities (msm_jax/data/csi)
   python -m launch.make_dataset --dataset=radio_segmentation --data_dir=DIR \
-      [--height=256 --width=256] [--frames=FOLDER [--skip_bad]]  # LTE/NR pixel labels
+      [--height=256 --width=256] [--capture_rate=HZ --frame_seconds=S] \
+      [--frames=FOLDER [--skip_bad]]  # LTE/NR pixel labels, generated (lte_nr) or read
 
 Then train with config.data.data_dir=DIR, config.data.name=<dataset> and
 config.input_shape=(Nt, Nf, C). Datasets are looked up by name in DATASETS.
@@ -19,21 +22,35 @@ from absl import app, flags
 
 from msm_jax.data import radio_pretrain, radio_segmentation
 from msm_jax.data.csi import csi_har
+from msm_jax.data.generators import GENERATORS
 from msm_jax.data.normalize import STATS_FILENAME, read_stats
+
+# Flags that describe generated radio scenes (the datasets that take them: _RADIO).
+_GENERATION_FLAGS = ("generator", "capture_rate", "frame_seconds")
+
+
+def _capture(flag_values) -> dict | None:
+  """The capture settings given as flags (msm_jax.data.radio.scene.capture_config), or None."""
+  capture = {name: value for name, value in (("sample_rate", flag_values.capture_rate),
+                                             ("frame_seconds", flag_values.frame_seconds))
+             if value is not None}
+  return capture or None
 
 
 def _build_radio_pretrain(flag_values) -> str:
+  shape = (flag_values.height, flag_values.width, flag_values.channels)
+  generated = {"num_examples": flag_values.num_examples, "seed": flag_values.seed,
+               "generator": flag_values.generator or "radio_scene",
+               "capture": _capture(flag_values)}
   if flag_values.recordings:
+    add = flag_values["num_examples"].present  # that many generated scenes join the windows
     version_dir, skipped = radio_pretrain.build_from_recordings(
-        flag_values.data_dir, flag_values.recordings,
-        shape=(flag_values.height, flag_values.width, flag_values.channels),
+        flag_values.data_dir, flag_values.recordings, shape=shape,
         sample_rate=flag_values.sample_rate, window_seconds=flag_values.window_seconds,
-        skip_bad=flag_values.skip_bad)
+        skip_bad=flag_values.skip_bad, generated=generated if add else None)
     _report_skipped(skipped)
     return version_dir
-  return radio_pretrain.build(
-      flag_values.data_dir, num_examples=flag_values.num_examples, seed=flag_values.seed,
-      shape=(flag_values.height, flag_values.width, flag_values.channels))
+  return radio_pretrain.build(flag_values.data_dir, shape=shape, **generated)
 
 
 def _build_csi_har(flag_values) -> str:
@@ -53,7 +70,8 @@ def _build_radio_segmentation(flag_values) -> str:
                                          radio_segmentation.DEFAULT_SHAPE))
   version_dir, skipped = radio_segmentation.build(
       flag_values.data_dir, num_examples=flag_values.num_examples, shape=shape,
-      seed=flag_values.seed, folder=flag_values.frames, skip_bad=flag_values.skip_bad)
+      seed=flag_values.seed, folder=flag_values.frames, skip_bad=flag_values.skip_bad,
+      generator=flag_values.generator, capture=_capture(flag_values))
   _report_skipped(skipped)
   return version_dir
 
@@ -67,10 +85,13 @@ def _report_skipped(skipped):
 # name -> function(flag values) that builds the dataset and returns its version directory.
 DATASETS = {radio_pretrain.NAME: _build_radio_pretrain, csi_har.NAME: _build_csi_har,
             radio_segmentation.NAME: _build_radio_segmentation}
+_RADIO = (radio_pretrain.NAME, radio_segmentation.NAME)
 
 _DATASET = flags.DEFINE_enum("dataset", radio_pretrain.NAME, sorted(DATASETS), "Dataset to build.")
-flags.DEFINE_string("data_dir", None, "Directory to build into (config.data.data_dir).", required=True)
-flags.DEFINE_integer("num_examples", 10_000, "Train examples (validation and test get a tenth each).",
+flags.DEFINE_string("data_dir", None, "Directory to build into (config.data.data_dir).",
+                    required=True)
+flags.DEFINE_integer("num_examples", 10_000, "Train examples (validation and test get a tenth "
+                     "each); with --recordings, generated scenes added to the windows.",
                      lower_bound=1)
 flags.DEFINE_integer("height", radio_pretrain.DEFAULT_SHAPE[0], "Time frames Nt.", lower_bound=1)
 flags.DEFINE_integer("width", radio_pretrain.DEFAULT_SHAPE[1], "Frequency bins Nf.", lower_bound=1)
@@ -82,6 +103,13 @@ flags.DEFINE_string("csi_classes", "ntu_fi", "csi_har simulator activities: 'ntu
                     "'all' or comma-separated names (msm_jax.data.csi.kinematics.ACTIVITIES).")
 flags.DEFINE_string("csi_layout", "atheros40", "csi_har simulator card layout: atheros40 "
                     "(NTU-Fi, 114 subcarriers) or intel20 (Intel 5300, 30 subcarriers).")
+flags.DEFINE_enum("generator", None, sorted(GENERATORS), "Scene model of the generated examples "
+                  "(msm_jax.data.generators): radio_pretrain default radio_scene (IQ-level LTE, NR "
+                  "and other emitters), radio_segmentation default lte_nr (pixel-labelled only).")
+flags.DEFINE_float("capture_rate", None, "Generated IQ scenes: capture sample rate in Hz, a "
+                   "multiple of 7.68e6 from 30.72e6 to 122.88e6 (default 61.44e6).")
+flags.DEFINE_float("frame_seconds", None, "Generated IQ scenes: frame length, 0.01-0.04 s "
+                   "(default 0.016).")
 flags.DEFINE_string("frames", None, "radio_segmentation: a folder of MathWorks-style frames "
                     "(NAME.mat/.png + NAME_label.png) instead of the lte_nr generator.")
 flags.DEFINE_string("recordings", None, "radio_pretrain: glob of SigMF (.sigmf-meta) / .npy IQ "
@@ -95,8 +123,19 @@ flags.DEFINE_string("held_out", "subject=6,7", "csi_har simulator domains only v
                     "see, e.g. 'room=2;position=3,4'; 'none' for one distribution.")
 
 
+def _check_flags(flag_values):
+  """Flag combinations that make no sense, refused before TensorFlow is imported."""
+  given = [f"--{name}" for name in _GENERATION_FLAGS if flag_values[name].present]
+  if given and flag_values.dataset not in _RADIO:
+    raise app.UsageError(f"{' '.join(given)}: only for {' and '.join(_RADIO)}.")
+  if given and flag_values.recordings and not flag_values["num_examples"].present:
+    raise app.UsageError(f"{' '.join(given)} with --recordings describe generated scenes to add "
+                         "to the recordings' windows: give their number too, --num_examples=N.")
+
+
 def main(argv):
   del argv
+  _check_flags(flags.FLAGS)
   from msm_jax.data.tfds_pipeline import import_tf
   _, tfds = import_tf()
   tfds.display_progress_bar(True)  # tfds reports progress per split as it generates and shuffles

@@ -1,4 +1,4 @@
-"""Radio recordings (SigMF / .npy), MathWorks-style frames and the radio_segmentation dataset."""
+"""Radio recordings (SigMF / .npy), MathWorks frames, radio_pretrain and radio_segmentation."""
 import json
 import os
 import subprocess
@@ -7,17 +7,20 @@ import sys
 import numpy as np
 import pytest
 
+from msm_jax.data import parallel, radio_pretrain, radio_segmentation
 from msm_jax.data.radio import mathworks
-from msm_jax.data.radio.recordings import (Recording, RecordingError, read_recording,
-                                           recording_spectrograms)
-from msm_jax.data.radio.stft import power_spectrogram, spec_for
+from msm_jax.data.radio.recordings import (MappedIQ, Recording, RecordingError, read_recording,
+                                           recording_spectrograms, recording_windows)
+from msm_jax.data.radio.stft import power_spectrogram, reduce_power, spec_for, stft
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RATE = 3.84e6
+WINDOW = int(round(RATE * 0.016))  # samples in the default 16 ms window
+CLASSES = ("noise", "lte", "nr")
+DEFAULT_ANNOTATIONS = [{"core:sample_start": 10, "core:sample_count": 100, "core:label": "x"}]
 
 
-
-def write_sigmf(base, iq, datatype, **extra_global):
+def write_sigmf(base, iq, datatype, captures=None, annotations=None):
   body, _, order = datatype.partition("_")
   kind, bits = body[1], int(body[2:])
   pairs = np.stack([iq.real, iq.imag], axis=-1).reshape(-1)
@@ -29,9 +32,10 @@ def write_sigmf(base, iq, datatype, **extra_global):
     pairs = np.round(pairs * full + (full if kind == "u" else 0))
   dtype = dtype.newbyteorder(">" if order == "be" else "<")
   pairs.astype(dtype).tofile(base + ".sigmf-data")
-  meta = {"global": {"core:datatype": datatype, "core:sample_rate": RATE, **extra_global},
-          "captures": [{"core:sample_start": 0, "core:frequency": 3.5e9}],
-          "annotations": [{"core:sample_start": 10, "core:sample_count": 100, "core:label": "x"}]}
+  meta = {"global": {"core:datatype": datatype, "core:sample_rate": RATE},
+          "captures": [{"core:sample_start": 0, "core:frequency": 3.5e9}] if captures is None
+                      else captures,
+          "annotations": DEFAULT_ANNOTATIONS if annotations is None else annotations}
   with open(base + ".sigmf-meta", "w") as f:
     json.dump(meta, f)
 
@@ -50,23 +54,54 @@ def test_sigmf_round_trip(tmp_path, datatype, tolerance):
   write_sigmf(base, iq, datatype)
   for path in (base + ".sigmf-meta", base + ".sigmf-data"):
     recording = read_recording(path)
-    assert recording.iq.dtype == np.complex64 and recording.iq.shape == (1000,)
-    np.testing.assert_allclose(recording.iq, iq, atol=tolerance)
+    assert isinstance(recording.iq, MappedIQ) and len(recording.iq) == 1000
+    read = recording.iq[:]
+    assert read.dtype == np.complex64 and read.shape == (1000,)
+    np.testing.assert_allclose(read, iq, atol=tolerance)
+    np.testing.assert_array_equal(recording.iq[100:250], read[100:250])
+    np.testing.assert_array_equal(np.asarray(recording.iq), read)
     assert recording.sample_rate == RATE and recording.center_frequency == 3.5e9
     assert recording.annotations[0]["core:label"] == "x"
 
 
 def test_npy_recordings_and_sidecar(tmp_path):
   iq = random_iq(500)
-  np.save(tmp_path / "a.npy", iq)
-  assert read_recording(str(tmp_path / "a.npy"), sample_rate=RATE).sample_rate == RATE
+  np.save(tmp_path / "a.npy", iq.astype(np.complex128))
+  a = read_recording(str(tmp_path / "a.npy"), sample_rate=RATE)
+  assert a.sample_rate == RATE and a.iq[:].dtype == np.complex64
+  np.testing.assert_allclose(a.iq[:], iq, atol=1e-7)
   np.save(tmp_path / "b.npy", np.stack([iq.real, iq.imag]))
   (tmp_path / "b.json").write_text(json.dumps({"sample_rate": RATE, "center_frequency": 2.4e9}))
   b = read_recording(str(tmp_path / "b.npy"))
-  np.testing.assert_allclose(b.iq, iq, atol=1e-7)
+  np.testing.assert_allclose(b.iq[:], iq, atol=1e-7)
+  np.testing.assert_allclose(b.iq[200:300], iq[200:300], atol=1e-7)
   assert b.center_frequency == 2.4e9
   np.save(tmp_path / "c.npy", np.stack([iq.real, iq.imag], axis=1))
-  np.testing.assert_allclose(read_recording(str(tmp_path / "c.npy"), RATE).iq, iq, atol=1e-7)
+  c = read_recording(str(tmp_path / "c.npy"), RATE)
+  np.testing.assert_allclose(c.iq[450:], iq[450:], atol=1e-7)
+
+
+def test_recordings_are_memory_mapped_and_read_when_sliced(tmp_path):
+  iq = random_iq(3 * WINDOW + 7)
+  base = str(tmp_path / "mapped")
+  write_sigmf(base, iq, "cf32_le")
+  np.save(tmp_path / "mapped.npy", iq)
+  recordings = [read_recording(base + ".sigmf-meta"),
+                read_recording(str(tmp_path / "mapped.npy"), sample_rate=RATE)]
+  # Changed on disk after opening: a recording read at open would not see it, a mapped one does.
+  new = np.full(10, 0.25 - 0.5j, np.complex64)
+  with open(base + ".sigmf-data", "r+b") as f:
+    f.seek(500 * 8)
+    f.write(new.tobytes())
+  on_disk = np.load(tmp_path / "mapped.npy", mmap_mode="r+")
+  on_disk[500:510] = new
+  on_disk.flush()
+  for recording in recordings:
+    np.testing.assert_array_equal(recording.iq[500:510], new)
+    starts = [start for start, _ in recording_windows(recording, (16, 32, 1))]
+    assert starts == [0, WINDOW, 2 * WINDOW]  # whole windows only: the 7-sample tail is dropped
+    with pytest.raises(TypeError, match="contiguous slices"):
+      recording.iq[::2]
 
 
 def test_corrupt_recordings_name_file_and_problem(tmp_path):
@@ -147,6 +182,109 @@ def test_mathworks_frame_has_the_right_classes(tmp_path):
     mathworks.read_frame(spectrogram, label, (16, 16, 1), ("noise", "lte", "nr"))
 
 
+def test_mathworks_frames_reduce_like_the_generators(tmp_path):
+  from scipy import io
+  # A frame holding the generators' own STFT power (frames x n_fft, frames not a multiple of the
+  # rows) reduces exactly as the generators reduce it: crop the trailing frames, average blocks.
+  spec = spec_for(16, 32)
+  iq = random_iq(spec.samples(4) + 3 * spec.hop)
+  x = stft(iq, spec)
+  power = x.real ** 2 + x.imag ** 2
+  labels = np.zeros(power.shape, np.uint8)
+  io.savemat(tmp_path / "stft.mat", {"rxSpectrogram": power.astype(np.float64)})
+  io.savemat(tmp_path / "stft_label.mat", {"label": labels})
+  got, _ = mathworks.read_frame(str(tmp_path / "stft.mat"), str(tmp_path / "stft_label.mat"),
+                                (16, 32, 1), CLASSES)
+  np.testing.assert_allclose(got[..., 0], reduce_power(power, spec), rtol=1e-5)
+  np.testing.assert_allclose(got[..., 0], power_spectrogram(iq, spec), rtol=1e-5)
+  # Sizes that do not divide: 37 x 45 -> 8 x 8 keeps rows 0..31 (blocks of 4) and the central
+  # columns 2..41 (blocks of 5); labels are those at the block centres, never averaged.
+  power = np.random.default_rng(1).uniform(1, 2, (37, 45))
+  labels = np.zeros((37, 45), np.uint8)
+  labels[:, 30:] = 255
+  labels[:, 4:10] = 127
+  io.savemat(tmp_path / "odd.mat", {"rxSpectrogram": power})
+  io.savemat(tmp_path / "odd_label.mat", {"label": labels})
+  got, ids = mathworks.read_frame(str(tmp_path / "odd.mat"), str(tmp_path / "odd_label.mat"),
+                                  (8, 8, 1), CLASSES)
+  expected = power[:32, 2:42].reshape(8, 4, 8, 5).mean(axis=(1, 3))
+  np.testing.assert_allclose(got[..., 0], expected, rtol=1e-6)
+  centres = labels[np.ix_(np.arange(8) * 4 + 2, 2 + np.arange(8) * 5 + 2)]
+  np.testing.assert_array_equal(ids, np.select([centres == 255, centres == 127], [1, 2], 0))
+  assert list(ids[0]) == [2, 2, 0, 0, 0, 0, 1, 1]  # columns 4, 9, ..., 39: NR on 4-9, LTE 30-44
+  with pytest.raises(RecordingError, match=r"odd\.mat: a 37 x 45 frame is smaller than the 64 x 8 "
+                     r"requested.*at most 37 x 45"):
+    mathworks.read_frame(str(tmp_path / "odd.mat"), str(tmp_path / "odd_label.mat"), (64, 8, 1),
+                         CLASSES)
+
+
+def test_mathworks_png_frames_must_be_grey(tmp_path):
+  from PIL import Image
+  grey = np.random.default_rng(2).integers(0, 256, (16, 16), dtype=np.uint8)
+  Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "g_label.png")
+  Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "c_label.png")
+  Image.fromarray(grey).save(tmp_path / "g.png")
+  from_grey, _ = mathworks.read_frame(str(tmp_path / "g.png"), str(tmp_path / "g_label.png"),
+                                      (8, 8, 1), CLASSES)
+  # 8-bit grey levels span PNG_DB_RANGE dB; a grey RGB image is the same image.
+  db = grey / 255 * mathworks.PNG_DB_RANGE
+  np.testing.assert_allclose(from_grey[..., 0], (10 ** (db / 10)).reshape(8, 2, 8, 2).mean(
+      axis=(1, 3)), rtol=1e-5)
+  Image.fromarray(np.stack([grey] * 3, axis=-1)).save(tmp_path / "g.png")
+  np.testing.assert_array_equal(mathworks.read_frame(str(tmp_path / "g.png"),
+                                                     str(tmp_path / "g_label.png"), (8, 8, 1),
+                                                     CLASSES)[0], from_grey)
+  colour = np.stack([grey, grey // 2, 255 - grey], axis=-1)  # what a colormap makes
+  Image.fromarray(colour).save(tmp_path / "c.png")
+  with pytest.raises(RecordingError, match=r"c\.png: a colour image"):
+    mathworks.read_frame(str(tmp_path / "c.png"), str(tmp_path / "c_label.png"), (8, 8, 1),
+                         CLASSES)
+
+
+def write_bad_frames(folder):
+  """A corrupt PNG, a corrupt .mat and a MATLAB v7.3 .mat (HDF5), each with a good label map."""
+  from PIL import Image
+  for name in ("bad_png", "bad_mat", "v73"):
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(os.path.join(folder, f"{name}_label.png"))
+  with open(os.path.join(folder, "bad_png.png"), "wb") as f:
+    f.write(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 8)
+  with open(os.path.join(folder, "bad_mat.mat"), "wb") as f:
+    f.write(b"MATLAB 5.0 MAT-file" + bytes(range(256)))
+  # MATLAB v7.3: an HDF5 file behind a 512-byte user block opening with the 128-byte MATLAB
+  # header, whose version field (bytes 124-125: 0x0200) is what readers check.
+  path = os.path.join(folder, "v73.mat")
+  header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116) + bytes(8)
+  header += b"\x00\x02IM"
+  try:
+    import h5py
+    with h5py.File(path, "w", userblock_size=512) as f:
+      f["rxSpectrogram"] = np.ones((32, 32))
+  except ImportError:
+    with open(path, "wb") as f:
+      f.write(bytes(1024))
+  with open(path, "r+b") as f:
+    f.write(header)
+
+
+def test_unreadable_frames_are_recording_errors_naming_the_file(tmp_path):
+  write_bad_frames(str(tmp_path))
+  problems = {"bad_png": r"bad_png\.png: not a readable PNG", "v73": r"v73\.mat: a MATLAB v7\.3 "
+              r"\(HDF5\) \.mat file.*-v7", "bad_mat": r"bad_mat\.mat: not a readable \.mat file"}
+  for name, problem in problems.items():
+    spectrogram = str(tmp_path / (name + (".png" if name == "bad_png" else ".mat")))
+    with pytest.raises(RecordingError, match=problem):
+      mathworks.read_frame(spectrogram, str(tmp_path / f"{name}_label.png"), (16, 16, 1), CLASSES)
+
+
+def test_radio_segmentation_needs_three_frames(tmp_path):
+  write_frames(str(tmp_path), 2)
+  with pytest.raises(ValueError, match="2 frame\\(s\\); at least 3 are needed"):
+    radio_segmentation.folder_splits(str(tmp_path), 0)
+  with pytest.raises(ValueError, match="read, not generated"):
+    radio_segmentation.build_params(num_examples=1, shape=(8, 8, 1), seed=0, folder=str(tmp_path),
+                                    generator="lte_nr")
+
+
 def test_radio_segmentation_builds_and_tfds_source_reads_labels(tmp_path):
   from msm_jax.data import radio_segmentation
   from msm_jax.data.tfds_pipeline import TfdsSource
@@ -172,14 +310,19 @@ def test_make_dataset_radio_segmentation_from_frames_skips_bad(tmp_path):
   frames = str(tmp_path / "frames")
   write_frames(frames, 10)
   (tmp_path / "frames" / "frame_3_label.png").unlink()  # one frame without its label map
+  write_bad_frames(frames)
   command = [sys.executable, "-m", "launch.make_dataset", "--dataset=radio_segmentation",
              f"--data_dir={tmp_path / 'data'}", f"--frames={frames}", "--height=16", "--width=16"]
+  problems = ("frame_3_label.png is missing", "bad_png.png: not a readable PNG",
+              "bad_mat.mat: not a readable .mat", "v73.mat: a MATLAB v7.3")
   failed = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-  assert failed.returncode != 0 and "frame_3_label.png is missing" in failed.stderr
+  assert failed.returncode != 0 and "RecordingError" in failed.stderr
+  assert any(problem in failed.stderr for problem in problems)  # whichever the build met first
   result = subprocess.run(command + ["--skip_bad", f"--data_dir={tmp_path / 'data2'}"], cwd=REPO,
                           capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-2000:]
-  assert "Skipped 1 bad file(s)" in result.stdout and "frame_3" in result.stdout
+  assert "Skipped 4 bad file(s)" in result.stdout
+  assert all(problem in result.stdout for problem in problems)
   version_dir = tmp_path / "data2" / "radio_segmentation" / "1.0.0"
   assert f"Built radio_segmentation in {version_dir}" in result.stdout
   info = json.loads((version_dir / "dataset_info.json").read_text())
@@ -223,7 +366,7 @@ def test_radio_pretrain_from_recordings_stft_in_pipeline(tmp_path):
   images = np.concatenate([b["image"] for b in source.epoch(4)])
   assert images.shape == (10, 16, 32, 1)  # 12 windows: 8 = validation, 9 = test
   # The tf.data STFT of stored windows == the numpy spectrograms of the same windows.
-  iq = np.concatenate([read_recording(str(inputs / "a.sigmf-meta")).iq,
+  iq = np.concatenate([read_recording(str(inputs / "a.sigmf-meta")).iq[:],
                        read_recording(str(inputs / "b.npy")).iq[:5 * window]])
   expected = recording_spectrograms(
       Recording(iq=iq, sample_rate=RATE, center_frequency=None, annotations=[], path="x"), shape)
@@ -233,3 +376,145 @@ def test_radio_pretrain_from_recordings_stft_in_pipeline(tmp_path):
   assert distance.min(axis=1).max() < 2e-4  # every image is one window (tfds orders by key hash)
   assert sorted(distance.argmin(axis=1)) == list(range(10))
   assert abs(images.mean()) < 1e-3
+
+
+def test_radio_pretrain_recordings_keep_their_origin_and_are_read_once(tmp_path, monkeypatch):
+  from msm_jax.data.tfds_pipeline import import_tf
+  _, tfds = import_tf()
+  inputs = tmp_path / "in"
+  inputs.mkdir()
+  a = random_iq(7 * WINDOW + 5)
+  write_sigmf(str(inputs / "a"), a, "cf32_le",
+              captures=[{"core:sample_start": 0, "core:frequency": 3.5e9},
+                        {"core:sample_start": 3 * WINDOW, "core:frequency": 3.6e9}],
+              annotations=[
+                  {"core:sample_start": 2 * WINDOW + 5, "core:sample_count": 100,
+                   "core:label": "burst"},
+                  {"core:sample_start": 6 * WINDOW - 10, "core:sample_count": 20,
+                   "core:label": "edge"},  # the last 10 samples of window 5, the first 10 of 6
+                  {"core:sample_start": 4 * WINDOW + 1, "core:label": "open"}])  # to the end
+  write_sigmf(str(inputs / "b"), random_iq(5 * WINDOW, seed=1), "ci16_le", captures=[],
+              annotations=[])
+  read = []
+  original = MappedIQ.__getitem__
+  monkeypatch.setattr(MappedIQ, "__getitem__",
+                      lambda self, key: read.append(original(self, key)) or read[-1])
+  # A glob matching only the .sigmf-data files names the recordings too.
+  params, skipped = radio_pretrain.recordings_params(str(inputs / "*.sigmf-data"),
+                                                     shape=(16, 32, 1))
+  assert skipped == [] and [count for _, count in params["files"]] == [7, 5]
+  assert read == []  # counting windows reads no sample
+  version_dir, _ = radio_pretrain.build_from_recordings(str(tmp_path / "data"),
+                                                        str(inputs / "*.sigmf-data"),
+                                                        shape=(16, 32, 1))
+  assert sum(map(len, read)) == 12 * WINDOW  # every window once, whatever its split
+  builder = tfds.builder_from_directory(version_dir)
+  examples = {}
+  for split in ("train", "validation", "test"):
+    for example in tfds.as_numpy(builder.as_dataset(split=split)):
+      key = (os.path.basename(example["source"].decode()), int(example["start"]))
+      assert key not in examples
+      examples[key] = example
+  assert sorted(examples) == sorted([("a.sigmf-meta", k * WINDOW) for k in range(7)]
+                                    + [("b.sigmf-meta", k * WINDOW) for k in range(5)])
+  labels = {k: [x["core:label"] for x in json.loads(examples["a.sigmf-meta", k * WINDOW][
+      "annotations"])] for k in range(7)}
+  assert labels == {0: [], 1: [], 2: ["burst"], 3: [], 4: ["open"], 5: ["edge", "open"],
+                    6: ["edge", "open"]}
+  assert [examples["a.sigmf-meta", k * WINDOW]["center_frequency"] for k in range(7)] == [
+      3.5e9] * 3 + [3.6e9] * 4
+  b = examples["b.sigmf-meta", 2 * WINDOW]
+  assert np.isnan(b["center_frequency"]) and json.loads(b["annotations"]) == []
+  np.testing.assert_array_equal(examples["a.sigmf-meta", 4 * WINDOW]["iq"],
+                                a[4 * WINDOW:5 * WINDOW])
+
+
+def test_generated_capture_settings_are_checked():
+  base = dict(num_examples=1, shape=(16, 32, 1), seed=0)
+  params = radio_pretrain.build_params(generator="radio_scene", **base)
+  assert params["capture"] == {"sample_rate": 61.44e6, "frame_seconds": 0.016}
+  with pytest.raises(ValueError, match="sample_rate=5e\\+07 Hz: use a multiple of 7.68 Msps"):
+    radio_pretrain.build_params(generator="radio_scene", capture={"sample_rate": 50e6}, **base)
+  with pytest.raises(ValueError, match="frame_seconds=0.05: use 0.01 to 0.04"):
+    radio_segmentation.build_params(capture={"frame_seconds": 0.05}, **base)
+  with pytest.raises(ValueError, match="'synthetic' draws spectrograms directly"):
+    radio_pretrain.build_params(generator="synthetic", capture={"frame_seconds": 0.02}, **base)
+  with pytest.raises(ValueError, match="a 10 ms frame at 30.72 Msps has 307200 samples, fewer"):
+    radio_pretrain.build_params(generator="lte_nr", capture={"sample_rate": 30.72e6,
+                                                             "frame_seconds": 0.01},
+                                num_examples=1, shape=(700, 32, 1), seed=0)
+
+
+def make_dataset(*flags):
+  return subprocess.run([sys.executable, "-m", "launch.make_dataset", *flags], cwd=REPO,
+                        capture_output=True, text=True)
+
+
+def stored(version_dir):
+  from msm_jax.data.tfds_pipeline import import_tf
+  _, tfds = import_tf()
+  builder = tfds.builder_from_directory(str(version_dir))
+  return builder, {split: list(tfds.as_numpy(builder.as_dataset(split=split)))
+                   for split in ("train", "validation", "test")}
+
+
+def test_make_dataset_radio_pretrain_generates_realistic_scenes_at_a_set_capture(tmp_path):
+  capture = {"sample_rate": 30.72e6, "frame_seconds": 0.012}
+  result = make_dataset("--dataset=radio_pretrain", f"--data_dir={tmp_path}", "--num_examples=2",
+                        "--height=8", "--width=16", "--capture_rate=30.72e6",
+                        "--frame_seconds=0.012", "--seed=3")
+  assert result.returncode == 0, result.stderr[-2000:]
+  builder, splits = stored(tmp_path / "radio_pretrain" / "1.0.0")
+  # make_dataset's default generator is the IQ-level radio_scene, at the capture asked for.
+  assert builder.info.metadata["generator"] == "radio_scene"
+  assert builder.info.metadata["capture"] == capture
+  train = sorted(e["spectrogram"].tobytes() for e in splits["train"])
+  expected = [parallel.example("radio_scene", (8, 16, 1), 3, 0, "train", i, capture=capture)
+              for i in range(2)]
+  assert train == sorted(e["spectrogram"].tobytes() for e in expected)
+  default = parallel.example("radio_scene", (8, 16, 1), 3, 0, "train", 0)["spectrogram"]
+  assert default.tobytes() not in train  # the capture settings changed the scene
+
+
+def test_make_dataset_rejects_unknown_generators_and_misplaced_flags(tmp_path):
+  unknown = make_dataset("--dataset=radio_pretrain", f"--data_dir={tmp_path}", "--generator=wifi")
+  assert unknown.returncode != 0
+  assert "--generator" in unknown.stderr and "lte_nr" in unknown.stderr
+  assert "radio_scene" in unknown.stderr
+  alone = make_dataset("--dataset=radio_pretrain", f"--data_dir={tmp_path}",
+                       f"--recordings={tmp_path}/*", "--generator=lte_nr")
+  assert alone.returncode != 0 and "give their number too, --num_examples=N" in alone.stderr
+  csi = make_dataset("--dataset=csi_har", f"--data_dir={tmp_path}", "--frame_seconds=0.02")
+  assert csi.returncode != 0
+  assert "--frame_seconds: only for radio_pretrain and radio_segmentation" in csi.stderr
+
+
+def test_make_dataset_radio_pretrain_mixes_recordings_and_generated_scenes(tmp_path):
+  inputs = tmp_path / "in"
+  inputs.mkdir()
+  iq = random_iq(12 * WINDOW)
+  np.save(inputs / "r.npy", iq)
+  capture = {"sample_rate": 30.72e6, "frame_seconds": 0.01}
+  result = make_dataset("--dataset=radio_pretrain", f"--data_dir={tmp_path / 'data'}",
+                        f"--recordings={inputs}/*.npy", f"--sample_rate={RATE}", "--height=16",
+                        "--width=32", "--num_examples=2", "--generator=lte_nr",
+                        "--capture_rate=30.72e6", "--frame_seconds=0.01")
+  assert result.returncode == 0, result.stderr[-2000:]
+  builder, splits = stored(tmp_path / "data" / "radio_pretrain" / "1.0.0")
+  assert builder.info.metadata["generator"] == "lte_nr"
+  assert builder.info.metadata["capture"] == capture
+  assert {split: len(examples) for split, examples in splits.items()} == {
+      "train": 10 + 2, "validation": 1 + 1, "test": 1 + 1}
+  spec = spec_for(16, 32)
+  for split_id, (split, examples) in enumerate(splits.items()):
+    generated = [e for e in examples if e["source"] == b"generator:lte_nr"]
+    assert all(e["start"] == -1 and np.isnan(e["center_frequency"]) for e in generated)
+    expected = [parallel.example("lte_nr", (16, 32, 1), 0, split_id, split, i, capture=capture)
+                for i in range(len(generated))]
+    assert sorted(e["spectrogram"].tobytes() for e in generated) == sorted(
+        e["spectrogram"].tobytes() for e in expected)
+    for example in examples:
+      if example["start"] >= 0:  # a window of the recording, through the generators' STFT
+        window = iq[example["start"]:example["start"] + WINDOW]
+        np.testing.assert_allclose(example["spectrogram"][..., 0],
+                                   power_spectrogram(window, spec), rtol=1e-6)

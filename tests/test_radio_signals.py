@@ -9,9 +9,11 @@ import pytest
 from msm_jax.data import generators
 from msm_jax.data.radio import numerology as nm
 from msm_jax.data.radio import stft as st
+from msm_jax.data.radio.channel import apply_channel
+from msm_jax.data.radio.emitters import narrowband, radar_pulses
 from msm_jax.data.radio.lte import lte_signal
 from msm_jax.data.radio.nr import nr_signal
-from msm_jax.data.radio.scene import SceneConfig, render
+from msm_jax.data.radio.scene import SceneConfig, capture_config, random_lte, render
 
 FS = 30.72e6
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,25 +95,193 @@ def test_ssb_burst_period(period_ms):
   np.testing.assert_allclose(np.diff(starts), period_ms, atol=0.5)
 
 
+def prefix_runs(iq, n_fft):
+  """(start, length) of the runs where x[n] == x[n + n_fft]: cyclic prefixes (and silences)."""
+  same = np.abs(iq[:-n_fft] - iq[n_fft:]) < 1e-6 * np.abs(iq).max()
+  edges = np.flatnonzero(np.diff(np.concatenate([[0], same.astype(int), [0]])))
+  return edges[::2], edges[1::2] - edges[::2]
+
+
+def demodulate(iq, n_fft, cp):
+  """Resource grid (symbols, n_fft) of OFDM IQ, from the first half-subframe start in it (the
+  first sample of a cyclic prefix of exactly cp[0], the long one) on: subcarrier k in column
+  k mod n_fft, as the modulator's orthonormal IFFT put it."""
+  starts, lengths = prefix_runs(iq, n_fft)
+  position = starts[(lengths == cp[0]) & (np.abs(iq[starts]) > 0)][0]
+  rows = []
+  while position + cp[len(rows) % len(cp)] + n_fft <= len(iq):
+    body = position + cp[len(rows) % len(cp)]
+    rows.append(iq[body:body + n_fft])
+    position = body + n_fft
+  return np.fft.fft(np.array(rows), axis=1, norm="ortho")
+
+
 @pytest.mark.parametrize("signal,sample_rate,expected", [
     ("lte", FS, {160: 1, 144: 6}),  # FFT 2048: CP 160 then 6 x 144 per 0.5 ms slot
     ("nr", 2 * FS, {176: 1, 144: 13}),  # 30 kHz, FFT 2048: 14 symbols per 0.5 ms
+    ("nr15", FS, {160: 1, 144: 6}),  # 15 kHz, FFT 2048: as LTE, 7 symbols per 0.5 ms
 ])
 def test_cyclic_prefix_lengths(signal, sample_rate, expected):
   rng = np.random.default_rng(1)
   if signal == "lte":
     iq, n_fft = lte(rng, n=sample_rate * 0.003), 2048
   else:
-    iq, n_fft = nr(rng, n=sample_rate * 0.003, sample_rate=sample_rate, tdd=None), 2048
+    iq, n_fft = nr(rng, n=sample_rate * 0.003, sample_rate=sample_rate, tdd=None,
+                   scs_khz=15 if signal == "nr15" else 30), 2048
   # A cyclic prefix repeats the last samples of its symbol: runs where x[n] == x[n + n_fft].
-  same = np.abs(iq[:-n_fft] - iq[n_fft:]) < 1e-6 * np.abs(iq).max()
-  edges = np.flatnonzero(np.diff(np.concatenate([[0], same.astype(int), [0]])))
-  runs = (edges[1::2] - edges[::2])[1:-1]  # the first and last runs may be cut by the capture
+  runs = prefix_runs(iq, n_fft)[1][1:-1]  # the first and last runs may be cut by the capture
   lengths, counts = np.unique(runs[runs > 16], return_counts=True)
   assert set(lengths) == set(expected)
   ratio = dict(zip(lengths, counts))
   (big, n_big), (small, n_small) = sorted(expected.items(), reverse=True)
   assert ratio[small] / ratio[big] == pytest.approx(n_small / n_big, rel=0.25)
+
+
+def test_lte_sync_pbch_and_control_region_where_36_211_puts_them():
+  amplitude = 10.0  # 20 dB
+  grid = demodulate(lte(np.random.default_rng(4), n=FS * 0.022, load=0.0), 2048, [160] + [144] * 6)
+  k = np.arange(-600, 601)
+  on = np.abs(grid[:, k % 2048]) > amplitude / 2  # rows: symbols from a slot start; DC unused
+  assert not on[:, k == 0].any()
+  occupied = [frozenset(k[row]) for row in on]
+  sync = set(range(-31, 32)) - {0}  # PSS / SSS: the central 62 subcarriers and nothing else
+  pbch = set(range(-36, 37)) - {0}  # PBCH: the central 72
+  sync_rows = np.array([r for r, used in enumerate(occupied) if used == sync])
+  starts = sync_rows[::2]
+  np.testing.assert_array_equal(sync_rows[1::2], starts + 1)  # pairs: SSS on 5, PSS on 6
+  assert len(starts) >= 4 and set(starts % 7) == {5}
+  np.testing.assert_array_equal(np.diff(starts), 70)  # subframes 0 and 5: every 5 ms
+  # PBCH on symbols 1-3 (and 0, with the CRS) of the slot after every other sync pair: 10 ms.
+  pbch_rows = np.array([r for r, used in enumerate(occupied) if used == pbch])
+  after = [s for s in starts if s + 5 < len(on)]
+  with_pbch = [s for s in after if {s + 3, s + 4, s + 5} <= set(pbch_rows)]
+  assert len(pbch_rows) == 3 * len(with_pbch) and len(with_pbch) >= 2
+  np.testing.assert_array_equal(np.diff(with_pbch), 140)
+  assert all(pbch < occupied[s + 2] for s in with_pbch)  # symbol 0: PBCH + the CRS
+  # Control region: the first 1-3 symbols (a random number per subframe) of every subframe
+  # (14 symbols; the sync pair sits in the first slot of its subframe) fill the whole band - and
+  # no other symbol does.
+  full = set(np.flatnonzero(on[:, k != 0].all(axis=1)))
+  lengths, control = [], set()
+  for first in range((starts[0] - 5) % 14, len(on) - 3, 14):
+    length = next(n for n in range(4) if first + n not in full)
+    lengths.append(length)
+    control |= set(range(first, first + length))
+  assert set(lengths) == {1, 2, 3} and control == full - {len(on) - 3, len(on) - 2, len(on) - 1}
+
+
+def test_nr_tdd_leaves_uplink_empty_and_coreset_starts_every_slot():
+  cp = [176] + [144] * 13  # 30 kHz at 61.44 Msps: FFT 2048
+  iq = nr(np.random.default_rng(6), n=2 * FS * 0.012, sample_rate=2 * FS, tdd="DDDSU", load=1.0)
+  grid = demodulate(iq, 2048, cp)
+  k = np.arange(-306, 306)  # 51 RBs, no DC gap in NR
+  on = np.abs(grid[:, k % 2048]) > 5.0
+  assert np.abs(grid[:, np.setdiff1d(np.arange(2048), k % 2048)]).max() < 1e-3  # out of band
+  # DDDSU: the special slot's last 4 symbols and the uplink slot are silent: 18 symbols every
+  # 5 slots (70 symbols), from symbol 10 of a slot; everything else carries something at full
+  # load. (Rows start at a slot that is not silent; a silence at the end may be cut short.)
+  empty = np.flatnonzero(~on.any(axis=1))
+  runs = np.split(empty, np.flatnonzero(np.diff(empty) > 1) + 1)
+  assert all(run[0] % 14 == 10 for run in runs)
+  whole = [run for run in runs if run[-1] < len(on) - 1]
+  assert len(whole) >= 3 and all(len(run) == 18 for run in whole)
+  np.testing.assert_array_equal(np.diff([run[0] for run in runs]), 70)
+  # The CORESET: the first symbol of each downlink slot uses only a fixed block of 6-RB multiples
+  # (PDCCH), narrower than the band; data fills the whole band to the slot's last symbol.
+  slots = [r for r in range(0, len(on) - 13, 14) if on[r].any()]
+  blocks = {tuple(k[on[r]]) for r in slots}
+  assert len(slots) >= 15 and len(blocks) == 1
+  block = np.array(blocks.pop())
+  assert np.all(np.diff(block) == 1) and len(block) % 72 == 0 and 144 <= len(block) < 612
+  downlink = [r for r in slots if on[r + 13].any()]  # not the special slots (silent at the end)
+  assert len(downlink) >= 10 and all(on[r + 13].all() for r in downlink)
+
+
+def test_channel_doppler_spectrum_is_jakes():
+  fs, n = 2.56e6, 2 ** 17  # 51 ms: 19.5 Hz bins; 100 us gain blocks
+  tone = np.ones(n, np.complex64)
+  f = np.fft.fftfreq(n, 1 / fs)
+  lines = np.abs(f) < 1e3
+  for doppler in (150.0, 400.0):
+    # The Doppler spectrum of a faded tone, averaged over channels (one is only 8 sinusoids).
+    psd = sum(np.abs(np.fft.fft(np.hanning(n) * apply_channel(
+        np.random.default_rng(seed), tone, fs, doppler_hz=doppler, delay_spread_s=0,
+        cfo_hz=0))) ** 2 for seed in range(24))
+    # Every line within +-fd. (Holding the gains for each 100 us block leaves images of ~0.1 % of
+    # the power around multiples of 10 kHz: look below those.)
+    assert psd[(np.abs(f) > doppler + 4 * fs / n) & (np.abs(f) < 5e3)].sum() < 1e-4 * psd.sum()
+    # Jakes' spectrum (arrivals from uniform angles) has an RMS Doppler spread of fd / sqrt(2).
+    spread = np.sqrt(np.sum(psd[lines] * f[lines] ** 2) / psd[lines].sum())
+    assert spread == pytest.approx(doppler / np.sqrt(2), rel=0.1)
+  still = apply_channel(np.random.default_rng(7), tone, fs, doppler_hz=0.0, delay_spread_s=0,
+                        cfo_hz=0)
+  assert np.ptp(np.abs(still)) < 1e-5  # no Doppler: a constant gain
+
+
+@pytest.mark.parametrize("cfo_hz", [3e3, -1.5e3])
+def test_carrier_offset_shifts_the_spectrum(cfo_hz):
+  fs, n, tone_hz = 2.56e6, 2 ** 17, 100e3
+  tone = np.exp(2j * np.pi * tone_hz * np.arange(n) / fs).astype(np.complex64)
+  y = apply_channel(np.random.default_rng(8), tone, fs, doppler_hz=0.0, delay_spread_s=0,
+                    cfo_hz=cfo_hz)
+  peak = np.fft.fftfreq(n, 1 / fs)[np.argmax(np.abs(np.fft.fft(y * np.hanning(n))))]
+  assert peak == pytest.approx(tone_hz + cfo_hz, abs=fs / n)
+
+
+def test_narrowband_occupies_symbol_rate_times_one_plus_rolloff():
+  sps, rolloff, centre, snr_db = 64, 0.35, 3e6, 20.0
+  x = narrowband(np.random.default_rng(9), int(FS * 0.03), FS, samples_per_symbol=sps,
+                 rolloff=rolloff, centre_hz=centre, snr_db=snr_db, modulation="16qam")
+  psd = spectrum(x)  # 15 kHz bins, unit noise floor = 1
+  hz = (np.arange(len(psd)) - len(psd) // 2) * 15e3
+  rate = FS / sps  # 480 kHz
+  flat = np.abs(hz - centre) < 0.3 * rate
+  assert 10 * np.log10(np.median(psd[flat])) == pytest.approx(snr_db, abs=0.5)
+  level = np.median(psd[flat])
+  edges = hz[psd > 1e-3 * level]  # -30 dB: the raised-cosine band edge
+  assert edges.max() - edges.min() == pytest.approx(rate * (1 + rolloff), rel=0.04)
+  assert (edges.max() + edges.min()) / 2 == pytest.approx(centre, abs=15e3)
+  half = hz[psd > level / 2]  # -3 dB: the symbol rate
+  assert half.max() - half.min() == pytest.approx(rate, abs=2 * 15e3)
+
+
+def test_chirp_sweeps_its_band_linearly():
+  bandwidth, centre, sweep = 10e6, -2e6, 100e-6
+  x = radar_pulses(np.random.default_rng(10), int(FS * 0.01), FS, centre_hz=centre,
+                   bandwidth_hz=bandwidth, pulse_s=sweep, interval_s=sweep, snr_db=10.0)
+  psd = spectrum(x)
+  hz = (np.arange(len(psd)) - len(psd) // 2) * 15e3
+  band = hz[psd > 0.1 * np.median(psd[np.abs(hz - centre) < 0.4 * bandwidth])]
+  # Edges blurred by the chirp's Fresnel ripples, sqrt(B / T) ~ 300 kHz wide.
+  assert band.min() == pytest.approx(centre - bandwidth / 2, abs=200e3)
+  assert band.max() == pytest.approx(centre + bandwidth / 2, abs=200e3)
+  # Instantaneous frequency inside one sweep: a line from one band edge to the other.
+  inst = np.angle(x[1:] * np.conj(x[:-1])) * FS / (2 * np.pi)
+  jumps = np.flatnonzero(np.abs(np.diff(inst)) > bandwidth / 2)
+  one = inst[jumps[0] + 2:jumps[1]]
+  t = np.arange(len(one)) / FS
+  slope, start = np.polyfit(t, one, 1)
+  assert abs(slope) == pytest.approx(bandwidth / sweep, rel=1e-3)
+  assert sorted([start, start + slope * sweep]) == pytest.approx(
+      [centre - bandwidth / 2, centre + bandwidth / 2], abs=50e3)
+  # Pulsed: on for pulse_s of every interval_s.
+  pulsed = radar_pulses(np.random.default_rng(10), int(FS * 0.01), FS, centre_hz=centre,
+                        bandwidth_hz=bandwidth, pulse_s=20e-6, interval_s=sweep, snr_db=10.0)
+  assert np.mean(pulsed != 0) == pytest.approx(0.2, abs=0.01)
+
+
+def test_capture_settings_reach_the_scene():
+  config = capture_config(30.72e6, 0.012)
+  assert len(random_lte(np.random.default_rng(0), config)) == int(30.72e6 * 0.012)
+  lte_nr = generators.get_generator("lte_nr")
+  shape = (16, 32, 1)
+  default = lte_nr(np.random.default_rng(5), shape)
+  captured = lte_nr(np.random.default_rng(5), shape, sample_rate=30.72e6, frame_seconds=0.012)
+  again = lte_nr(np.random.default_rng(5), shape, sample_rate=30.72e6, frame_seconds=0.012)
+  np.testing.assert_array_equal(captured["spectrogram"], again["spectrogram"])
+  assert not np.array_equal(default["spectrogram"], captured["spectrogram"])
+  with pytest.raises(ValueError, match="a 10 ms frame at 30.72 Msps has 307200 samples"):
+    lte_nr(np.random.default_rng(5), (700, 32, 1), sample_rate=30.72e6, frame_seconds=0.01)
 
 
 def test_numerology_rejects_capture_rates_that_do_not_fit():
@@ -175,7 +345,7 @@ def test_registered_generators_are_deterministic(name, shape):
 
 
 def test_scene_too_short_for_the_shape_is_an_error():
-  with pytest.raises(ValueError, match="fewer time rows or longer frames"):
+  with pytest.raises(ValueError, match="5 ms frame at 30.72 Msps.*use fewer time rows or a longer"):
     render(np.random.default_rng(0), [], (4096, 64, 1), CONFIG)
 
 

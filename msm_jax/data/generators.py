@@ -8,8 +8,10 @@ A generator makes one example from a numpy Generator, a target shape and a split
                           (Nt, Nf) map of per-pixel class ids ('pixel'); ids index `classes`
 
 `split` lets a scene model hold out whole domains (rooms, subjects, channels) from training, so that
-validation/test measure generalisation and not memorisation. The registry names modules by path and
-imports them on first use: scene models depend on this module, never the other way round.
+validation/test measure generalisation and not memorisation. Generators that render IQ captures
+(`capture=True`) also take the capture settings as keywords: generator(rng, shape, split,
+sample_rate=..., frame_seconds=...). The registry names modules by path and imports them on first
+use: scene models depend on this module, never the other way round.
 """
 import dataclasses
 import importlib
@@ -19,6 +21,8 @@ import numpy as np
 
 LABEL_KINDS = ("none", "class", "pixel")
 SPLITS = ("train", "validation", "test")
+# A split's id enters every example's seed in the dataset builders, so splits never share one.
+SPLIT_IDS = {split: index for index, split in enumerate(SPLITS)}
 
 # name -> "module:attribute" of a Generator.
 GENERATORS = {
@@ -35,20 +39,22 @@ class Generator:
   example: Callable
   label: str = "none"  # one of LABEL_KINDS
   classes: tuple[str, ...] = ()
+  capture: bool = False  # renders IQ: takes sample_rate= and frame_seconds= (see the module doc)
 
   def __post_init__(self):
     if self.label not in LABEL_KINDS or (self.label != "none") != bool(self.classes):
       raise ValueError(f"Generator label={self.label!r} must be one of {LABEL_KINDS}, with class "
                        f"names exactly when labelled; got classes={self.classes!r}.")
 
-  def __call__(self, rng: np.random.Generator, shape, split: str = "train") -> dict:
-    return self.example(rng, tuple(shape), split)
+  def __call__(self, rng: np.random.Generator, shape, split: str = "train", **capture) -> dict:
+    return self.example(rng, tuple(shape), split, **capture)
 
 
 def get_generator(name: str) -> Generator:
   """The registered generator `name` (config.data.generator)."""
   if name not in GENERATORS:
-    raise ValueError(f"config.data.generator={name!r} is unknown; registered: {sorted(GENERATORS)}.")
+    raise ValueError(f"config.data.generator={name!r} is unknown; registered: "
+                     f"{sorted(GENERATORS)}.")
   module, attribute = GENERATORS[name].split(":")
   return getattr(importlib.import_module(module), attribute)
 
@@ -65,7 +71,8 @@ def check_example(example, generator: Generator, shape, name: str) -> dict:
     want = () if generator.label == "class" else shape[:2]
     if label.shape != want or label.dtype.kind not in "iu" or not (
         0 <= label.min() and label.max() < len(generator.classes)):
-      problem = f"'label' must be integer class ids in [0, {len(generator.classes)}) of shape {want}"
+      problem = (f"'label' must be integer class ids in [0, {len(generator.classes)}) of shape "
+                 f"{want}")
   if problem:
     got = {k: (getattr(v, "dtype", type(v)), np.shape(v)) for k, v in dict(example or {}).items()}
     raise ValueError(f"Generator {name!r} returned {got}; {problem}.")

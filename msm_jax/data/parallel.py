@@ -1,10 +1,10 @@
 """Generated examples computed in worker processes, in order, for the dataset builders.
 
-Example i of a split is generator(default_rng([seed, split_id, i]), shape, split) whichever process
-computes it, so a dataset does not depend on the number of workers. Workers are spawned (not
-forked): the builder process has TensorFlow's threads running, which must not be forked. Each
-worker runs single-threaded BLAS: with one worker per core, BLAS threads (numpy's matrix products
-in the scene models) would only oversubscribe the cores.
+Example i of a split is generator(default_rng([seed, split_id, i]), shape, split, **capture)
+whichever process computes it, so a dataset does not depend on the number of workers. Workers are
+spawned (not forked): the builder process has TensorFlow's threads running, which must not be
+forked. Each worker runs single-threaded BLAS: with one worker per core, BLAS threads (numpy's
+matrix products in the scene models) would only oversubscribe the cores.
 """
 import contextlib
 import functools
@@ -13,21 +13,31 @@ import os
 
 import numpy as np
 
-from msm_jax.data.generators import check_example, get_generator
+from msm_jax.data.generators import SPLIT_IDS, check_example, get_generator
 
 MIN_PARALLEL = 32
 _WORKER_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def example(name: str, shape, seed: int, split_id: int, split: str, index: int) -> dict:
-  """Example `index` of `split` from generator `name` (checked against its promise)."""
+def example(name: str, shape, seed: int, split_id: int, split: str, index: int,
+            capture: dict | None = None) -> dict:
+  """Example `index` of `split` from generator `name` (checked against its promise); `capture`:
+  the capture settings of an IQ-level generator (msm_jax.data.generators)."""
   generator = get_generator(name)
   rng = np.random.default_rng([seed, split_id, index])
-  return check_example(generator(rng, shape, split), generator, shape, name)
+  return check_example(generator(rng, shape, split, **(capture or {})), generator, shape, name)
+
+
+def split_examples(params: dict, split: str):
+  """(index, example) of `split` of a generated dataset described by builder params: 'generator',
+  'shape', 'seed', 'num_examples' (train) / 'num_eval_examples' (the others), optional 'capture'."""
+  count = params["num_examples"] if split == "train" else params["num_eval_examples"]
+  return enumerate(examples(params["generator"], params["shape"], params["seed"], SPLIT_IDS[split],
+                            split, count, capture=params.get("capture")))
 
 
 def examples(name: str, shape, seed: int, split_id: int, split: str, count: int,
-             workers: int | None = None):
+             workers: int | None = None, capture: dict | None = None):
   """Yields examples 0..count-1 of `split` in order, computed by `workers` processes (1: here).
 
   By default one worker per CPU, except for fewer than MIN_PARALLEL examples, which are made here:
@@ -36,7 +46,7 @@ def examples(name: str, shape, seed: int, split_id: int, split: str, count: int,
   if workers is None:
     workers = os.cpu_count() or 1 if count >= MIN_PARALLEL else 1
   workers = min(workers, count)
-  make = functools.partial(example, name, tuple(shape), seed, split_id, split)
+  make = functools.partial(example, name, tuple(shape), seed, split_id, split, capture=capture)
   if workers <= 1:
     yield from map(make, range(count))
     return

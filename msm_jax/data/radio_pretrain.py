@@ -1,18 +1,26 @@
 """`radio_pretrain`: a tensorflow-datasets builder of unlabelled power spectrograms, built locally.
 
 Examples are {'spectrogram': float32 linear power (Nt, Nf, C)} in train/validation/test splits,
-produced by a per-example generator registered in msm_jax.data.generators (default 'synthetic';
-labels, if any, are dropped). Example i of split s is generator(default_rng([seed, s, i]), shape, s),
-so a dataset is fully determined by its parameters, which are stored in its metadata.json. After
-building, normalisation statistics of the train split are written to stats.json in the same
+from one or both of:
+- a per-example generator registered in msm_jax.data.generators (`build`; default 'synthetic'
+  here, 'radio_scene' in launch.make_dataset; labels, if any, are dropped). Example i of split s
+  is generator(default_rng([seed, s, i]), shape, s, **capture), so a dataset is fully determined
+  by its parameters, which are stored in its metadata.json; IQ-level generators store their
+  capture settings (rate, frame length) there too.
+- the user's SigMF / .npy recordings (`build_from_recordings`): consecutive windows of
+  `window_seconds` (window k of the sorted files goes to validation if k % 10 == 8, test if 9, else
+  train; neighbouring windows of one file are alike, so this split measures little beyond
+  fitting). Each example also holds where it came from: 'source' (the file), 'start' (its first
+  sample in the file), 'center_frequency' (Hz of that capture segment; NaN if unknown) and
+  'annotations' (JSON list of the file's SigMF annotations overlapping the window, as in the
+  file, in its sample indices). Alone, windows are stored as {'iq': complex64} and turned into
+  spectrograms of metadata['shape'] by the tf.data pipeline with the generators' STFT
+  (msm_jax.data.radio.stft). With `generated=` scenes added, the same STFT runs while building and
+  every example stores its 'spectrogram'; generated ones have source 'generator:NAME', start -1,
+  no centre frequency and no annotations.
+
+After building, normalisation statistics of the train split are written to stats.json in the same
 version directory (DATA_DIR/radio_pretrain/1.0.0/), where TfdsSource reads them.
-
-`build_from_recordings` makes it from the user's SigMF / .npy files instead: consecutive windows
-of `window_seconds` stored as {'iq': complex64} (window k of the sorted files goes to validation if
-k % 10 == 8, test if 9, else train; neighbouring windows of one file are alike, so this split
-measures little beyond fitting), turned into spectrograms of metadata['shape'] by the tf.data
-pipeline with the generators' STFT (msm_jax.data.radio.stft).
-
 tensorflow_datasets is imported lazily: the builder class is created by `builder_class()`.
 """
 import functools
@@ -23,27 +31,42 @@ import os
 import numpy as np
 
 from msm_jax.data import parallel
+from msm_jax.data.generators import SPLIT_IDS, get_generator
 from msm_jax.data.normalize import STATS_FILENAME, compute_stats, write_stats
-from msm_jax.data.generators import get_generator
 from msm_jax.data.radio import recordings as rec
+from msm_jax.data.radio.scene import capture_config, capture_spec
 from msm_jax.data.radio.stft import power_spectrogram, spec_for
 from msm_jax.data.tfds_pipeline import FEATURE, IQ, import_tf
 
 NAME = "radio_pretrain"
 DEFAULT_SHAPE = (224, 224, 1)
-# The split's id enters every example's seed, so splits never share an example.
-SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
+# Where a recording example came from (see the module doc).
+SOURCE, START, CENTER_FREQUENCY, ANNOTATIONS = "source", "start", "center_frequency", "annotations"
+
+
+def generator_params(generator: str, shape, capture: dict | None = None) -> dict:
+  """{'generator'[, 'capture']}: a registered generator and, if it renders IQ, its checked capture
+  settings (msm_jax.data.radio.scene.capture_config: sample_rate, frame_seconds; defaults filled
+  in) that can give `shape`."""
+  if not get_generator(generator).capture:
+    if capture:
+      raise ValueError(f"generator {generator!r} draws spectrograms directly; capture settings "
+                       f"{capture} apply only to the IQ-level generators (lte_nr, radio_scene).")
+    return {"generator": generator}
+  config = capture_config(**(capture or {}))
+  capture_spec(shape, config)
+  return {"generator": generator,
+          "capture": {"sample_rate": config.sample_rate, "frame_seconds": config.frame_seconds}}
 
 
 def build_params(*, num_examples: int, shape, seed: int, generator: str = "synthetic",
-                 num_eval_examples: int | None = None) -> dict:
-  """The parameters defining a radio_pretrain dataset (JSON-ready, as stored in metadata.json)."""
+                 num_eval_examples: int | None = None, capture: dict | None = None) -> dict:
+  """The parameters defining a generated radio_pretrain (JSON-ready, as stored in metadata.json)."""
   if num_examples < 1 or len(shape) != 3 or min(shape) < 1 or seed < 0:
     raise ValueError(f"radio_pretrain needs num_examples >= 1, a shape of 3 positive ints and "
                      f"seed >= 0; got num_examples={num_examples}, shape={shape}, seed={seed}.")
-  get_generator(generator)  # fail now, not after the builder is half set up
   return {"num_examples": int(num_examples), "shape": [int(d) for d in shape], "seed": int(seed),
-          "generator": generator,
+          **generator_params(generator, shape, capture),
           "num_eval_examples": int(num_eval_examples or max(1, num_examples // 10))}
 
 
@@ -67,16 +90,19 @@ def builder_class():
       super().__init__(**kwargs)
 
     def _info(self):
-      if "files" in self.params:
-        feature = {IQ: tfds.features.Tensor(shape=(self.params["window_samples"],),
-                                            dtype=np.complex64,
-                                            encoding=tfds.features.Encoding.BYTES)}
+      p = self.params
+      if "generator" in p:
+        features = {FEATURE: tfds.features.Tensor(shape=tuple(p["shape"]), dtype=np.float32,
+                                                  encoding=tfds.features.Encoding.BYTES)}
       else:
-        feature = {FEATURE: tfds.features.Tensor(shape=tuple(self.params["shape"]),
-                                                 dtype=np.float32,
-                                                 encoding=tfds.features.Encoding.BYTES)}
-      return self.dataset_info_from_configs(features=tfds.features.FeaturesDict(feature),
-                                            metadata=tfds.core.MetadataDict(self.params))
+        features = {IQ: tfds.features.Tensor(shape=(p["window_samples"],), dtype=np.complex64,
+                                             encoding=tfds.features.Encoding.BYTES)}
+      if "files" in p:
+        features.update({SOURCE: tfds.features.Text(), START: tfds.features.Scalar(np.int64),
+                         CENTER_FREQUENCY: tfds.features.Scalar(np.float64),
+                         ANNOTATIONS: tfds.features.Text()})
+      return self.dataset_info_from_configs(features=tfds.features.FeaturesDict(features),
+                                            metadata=tfds.core.MetadataDict(p))
 
     def _split_generators(self, dl_manager):
       del dl_manager  # nothing is downloaded
@@ -86,11 +112,13 @@ def builder_class():
       p = self.params
       if "files" in p:
         yield from _recording_examples(p, split)
-        return
-      count = p["num_examples"] if split == "train" else p["num_eval_examples"]
-      for index, example in enumerate(parallel.examples(
-          p["generator"], p["shape"], p["seed"], SPLIT_IDS[split], split, count)):
-        yield index, {FEATURE: example[FEATURE]}
+      if "generator" in p:
+        # Keys after every window's: unique in the split alongside recordings.
+        first = sum(count for _, count in p.get("files", []))
+        origin = ({SOURCE: f"generator:{p['generator']}", START: -1, CENTER_FREQUENCY: np.nan,
+                   ANNOTATIONS: "[]"} if "files" in p else {})
+        for index, example in parallel.split_examples(p, split):
+          yield first + index, {FEATURE: example[FEATURE], **origin}
 
     def _post_download_and_prepare_hook(self):
       write_train_stats(self)
@@ -103,15 +131,22 @@ def _window_split(window: int) -> str:
 
 
 def _recording_examples(params, split):
-  """(key, {'iq': window}) of `split` from params['files'] (see the module doc)."""
-  window = 0
+  """(key, example) of `split` from params['files'] (see the module doc). Files are memory-mapped,
+  so each split reads only its own windows."""
+  n = params["window_samples"]
+  spec = spec_for(*params["shape"][:2]) if "generator" in params else None
+  window = 0  # across files: decides the split
   for path, count in params["files"]:
-    recording = rec.read_recording(path, params["sample_rate"])
-    windows = rec.recording_windows(recording, params["shape"], params["window_seconds"])
-    for index in range(count):
-      if _window_split(window) == split:
-        yield window, {IQ: windows[index]}
-      window += 1
+    mine = [k for k in range(count) if _window_split(window + k) == split]
+    recording = rec.read_recording(path, params["sample_rate"]) if mine else None
+    for k in mine:
+      iq = recording.iq[k * n:(k + 1) * n]
+      data = {FEATURE: power_spectrogram(iq, spec)[..., None]} if spec else {IQ: iq}
+      frequency = recording.center_frequency_at(k * n)
+      yield window + k, {**data, SOURCE: path, START: k * n,
+                         CENTER_FREQUENCY: np.nan if frequency is None else float(frequency),
+                         ANNOTATIONS: json.dumps(recording.annotations_in(k * n, n))}
+    window += count
 
 
 def _train_powers(builder):
@@ -136,29 +171,44 @@ def write_train_stats(builder) -> dict:
 
 
 def build(data_dir: str, *, num_examples: int, shape, seed: int, generator: str = "synthetic",
-          num_eval_examples: int | None = None) -> str:
-  """Builds radio_pretrain under `data_dir` (parameters as in `build_params`); returns its directory.
+          num_eval_examples: int | None = None, capture: dict | None = None) -> str:
+  """Builds a generated radio_pretrain under `data_dir` (parameters as in `build_params`); returns
+  its directory.
 
   Re-running with the same parameters reuses the dataset (and writes stats.json if a previous run
   died before it); different parameters in the same data_dir are an error, not an overwrite.
   """
   return _prepare(data_dir, build_params(num_examples=num_examples, shape=shape, seed=seed,
-                                         generator=generator, num_eval_examples=num_eval_examples))
+                                         generator=generator, num_eval_examples=num_eval_examples,
+                                         capture=capture))
+
+
+def _recording_paths(pattern: str) -> list[str]:
+  """The recordings matching `pattern`, sorted: .npy files and SigMF recordings, each once
+  (named by its .sigmf-meta) whether the pattern matched its .sigmf-meta, .sigmf-data or both."""
+  paths = set()
+  for path in glob.glob(os.path.expanduser(pattern), recursive=True):
+    if path.endswith(".sigmf-data"):
+      path = path[:-len(".sigmf-data")] + ".sigmf-meta"
+    if path.endswith((".sigmf-meta", ".npy")):
+      paths.add(path)
+  return sorted(paths)
 
 
 def recordings_params(pattern: str, *, shape, sample_rate: float | None = None,
                       window_seconds: float | None = None, skip_bad: bool = False):
   """(params, skipped problems) of a radio_pretrain made of the recordings matching `pattern`.
 
-  Every file is read once here, so a bad one fails the build before anything is written (or, with
-  skip_bad, is left out and reported); all must share one sample rate (windows have one length).
+  Every file is opened here (headers and metadata only: data is memory-mapped), so a bad one fails
+  the build before anything is written (or, with skip_bad, is left out and reported); all must
+  share one sample rate (windows have one length).
   """
   if len(shape) != 3 or shape[2] != 1:
     raise ValueError(f"recordings give 1-channel spectrograms; shape={tuple(shape)}.")
-  paths = sorted(p for p in glob.glob(os.path.expanduser(pattern), recursive=True)
-                 if p.endswith((".sigmf-meta", ".npy")))
+  paths = _recording_paths(pattern)
   if not paths:
-    raise ValueError(f"--recordings={pattern!r} matches no .sigmf-meta or .npy file.")
+    raise ValueError(f"--recordings={pattern!r} matches no SigMF (.sigmf-meta / .sigmf-data) or "
+                     ".npy file.")
   files, skipped, rate = [], [], None
   for path in paths:
     try:
@@ -166,7 +216,7 @@ def recordings_params(pattern: str, *, shape, sample_rate: float | None = None,
       if rate is not None and recording.sample_rate != rate:
         raise rec.RecordingError(f"{path}: sample rate {recording.sample_rate:g} differs from the "
                                  f"{rate:g} of {files[0][0]}; build one dataset per rate.")
-      count = len(rec.recording_windows(recording, shape, window_seconds))
+      count = len(recording.iq) // rec.window_samples(recording, shape, window_seconds)
     except rec.RecordingError as error:
       if not skip_bad:
         raise
@@ -184,11 +234,15 @@ def recordings_params(pattern: str, *, shape, sample_rate: float | None = None,
 
 
 def build_from_recordings(data_dir: str, pattern: str, *, shape, sample_rate: float | None = None,
-                          window_seconds: float | None = None, skip_bad: bool = False):
-  """Builds radio_pretrain from recordings (see `recordings_params`); returns (version directory,
-  skipped problems)."""
+                          window_seconds: float | None = None, skip_bad: bool = False,
+                          generated: dict | None = None):
+  """Builds radio_pretrain from recordings (see `recordings_params`), plus generated scenes if
+  `generated` holds `build_params` arguments (num_examples, seed, generator, ...); returns
+  (version directory, skipped problems)."""
   params, skipped = recordings_params(pattern, shape=shape, sample_rate=sample_rate,
                                       window_seconds=window_seconds, skip_bad=skip_bad)
+  if generated:
+    params.update(build_params(shape=shape, **generated))
   return _prepare(data_dir, params), skipped
 
 

@@ -9,6 +9,7 @@ the noise floor (1), else 'noise' - so lightly loaded resource blocks, sync burs
 are labelled by where the energy really is, not by the rectangle a signal is allowed to occupy.
 """
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from msm_jax.data.radio.channel import apply_channel
 from msm_jax.data.radio.emitters import narrowband, radar_pulses, wifi_bursts
 from msm_jax.data.radio.lte import lte_signal
 from msm_jax.data.radio.nr import SSB_RBS, nr_signal
-from msm_jax.data.radio.stft import StftSpec, power_spectrogram, spec_for
+from msm_jax.data.radio.stft import StftSpec, power_spectrogram, spec_for_samples
 
 # Below -6 dB a component adds less than a quarter of the floor: buried in an averaged pixel.
 LABEL_THRESHOLD_DB = -6.0
@@ -40,17 +41,30 @@ class SceneConfig:
 
 
 DEFAULT = SceneConfig()
+# Configurable captures: multiples of 7.68 Msps (128 x 60 kHz: every numerology's FFT is a whole
+# size) wide enough for the 20 MHz emitters, and frames of 10-40 ms.
+RATE_STEP, RATE_RANGE, FRAME_RANGE = 7.68e6, (30.72e6, 122.88e6), (10e-3, 40e-3)
+
+
+@functools.lru_cache(maxsize=16)
+def capture_config(sample_rate: float = DEFAULT.sample_rate,
+                   frame_seconds: float = DEFAULT.frame_seconds) -> SceneConfig:
+  """DEFAULT with another capture rate (Hz) and frame length (s), after checking both."""
+  steps = sample_rate / RATE_STEP
+  if not RATE_RANGE[0] <= sample_rate <= RATE_RANGE[1] or abs(steps - round(steps)) > 1e-6:
+    raise ValueError(f"capture sample_rate={sample_rate:g} Hz: use a multiple of 7.68 Msps from "
+                     "30.72 to 122.88 Msps (e.g. 61.44e6), where every LTE / NR numerology has a "
+                     "whole FFT size and 20 MHz channels fit.")
+  if not FRAME_RANGE[0] <= frame_seconds <= FRAME_RANGE[1]:
+    raise ValueError(f"capture frame_seconds={frame_seconds:g}: use 0.01 to 0.04 (10-40 ms).")
+  return dataclasses.replace(DEFAULT, sample_rate=float(sample_rate),
+                             frame_seconds=float(frame_seconds))
 
 
 def capture_spec(shape, config: SceneConfig = DEFAULT) -> StftSpec:
   """The STFT giving `shape` (Nt, Nf, ...) from one frame of `config`; errors if it cannot."""
-  spec = spec_for(shape[0], shape[1])
-  if config.n_samples < spec.samples():
-    raise ValueError(
-        f"a {config.frame_seconds * 1e3:g} ms frame at {config.sample_rate / 1e6:g} Msps has "
-        f"{config.n_samples} samples, fewer than the {spec.samples()} that {shape[0]} frames of a "
-        f"{spec.n_fft}-point STFT (hop {spec.hop}) need; use fewer time rows or longer frames.")
-  return spec
+  return spec_for_samples(config.n_samples, shape, f"a {config.frame_seconds * 1e3:g} ms frame at "
+                          f"{config.sample_rate / 1e6:g} Msps")
 
 
 def render(rng: np.random.Generator, components, shape, config: SceneConfig = DEFAULT,
