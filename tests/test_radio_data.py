@@ -276,13 +276,21 @@ def test_unreadable_frames_are_recording_errors_naming_the_file(tmp_path):
       mathworks.read_frame(spectrogram, str(tmp_path / f"{name}_label.png"), (16, 16, 1), CLASSES)
 
 
-def test_radio_segmentation_needs_three_frames(tmp_path):
-  write_frames(str(tmp_path), 2)
+def test_radio_segmentation_needs_a_readable_frame_in_every_split(tmp_path):
+  frames = tmp_path / "frames"
+  write_frames(str(frames), 2)
   with pytest.raises(ValueError, match="2 frame\\(s\\); at least 3 are needed"):
-    radio_segmentation.folder_splits(str(tmp_path), 0)
+    radio_segmentation.folder_splits(str(frames), 0)
   with pytest.raises(ValueError, match="read, not generated"):
-    radio_segmentation.build_params(num_examples=1, shape=(8, 8, 1), seed=0, folder=str(tmp_path),
+    radio_segmentation.build_params(num_examples=1, shape=(8, 8, 1), seed=0, folder=str(frames),
                                     generator="lte_nr")
+  write_bad_frames(str(frames))  # 5 frames: 1 validation, 1 test, 3 train; 3 unreadable
+  seed = next(s for s in range(100) if any(
+      "bad" in pair[0] or "v73" in pair[0]
+      for pair in radio_segmentation.folder_splits(str(frames), s)["validation"]))
+  with pytest.raises(ValueError, match="every frame of the validation split is unreadable"):
+    radio_segmentation.build(str(tmp_path / "data"), num_examples=1, shape=(16, 16, 1), seed=seed,
+                             folder=str(frames), skip_bad=True)
 
 
 def test_radio_segmentation_builds_and_tfds_source_reads_labels(tmp_path):

@@ -6,7 +6,7 @@ labelled pixel generator (default 'lte_nr'; example i of split s is
 generator(default_rng([seed, s, i]), shape, s, **capture), computed in worker processes, with the
 capture settings in metadata['capture']) or from a folder of at least 3 MathWorks-style frames
 (msm_jax.data.radio.mathworks; frames shuffled with the seed and split 80/10/10, validation and
-test at least one each). Parameters live in metadata.json; stats.json holds the train split's
+test at least one each; a split left without a readable frame is an error). Parameters live in metadata.json; stats.json holds the train split's
 log-power statistics, as for radio_pretrain.
 """
 import functools
@@ -100,12 +100,13 @@ def builder_class():
 
     def _generate_examples(self, split, frames=None):
       if frames is not None:
-        yield from self._folder_examples(frames)
+        yield from self._folder_examples(split, frames)
         return
       for index, example in parallel.split_examples(self.params, split):
         yield index, {FEATURE: example[FEATURE], LABEL: example[LABEL].astype(np.uint8)}
 
-    def _folder_examples(self, frames):
+    def _folder_examples(self, split, frames):
+      read = 0
       for index, (spectrogram, label) in enumerate(frames):
         try:
           power, ids = mathworks.read_frame(spectrogram, label, self.params["shape"],
@@ -115,7 +116,12 @@ def builder_class():
             raise
           self.skipped.append(str(error))
           continue
+        read += 1
         yield index, {FEATURE: power, LABEL: ids}
+      if not read:  # an empty split would only fail later, where it is read
+        raise ValueError(f"{self.params['folder']}: every frame of the {split} split is "
+                         f"unreadable ({len(frames)} skipped); fix them, or reshuffle with "
+                         "another --seed.")
 
     def _post_download_and_prepare_hook(self):
       write_train_stats(self)
