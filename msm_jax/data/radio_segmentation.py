@@ -6,8 +6,8 @@ labelled pixel generator (default 'lte_nr'; example i of split s is
 generator(default_rng([seed, s, i]), shape, s, **capture), computed in worker processes, with the
 capture settings in metadata['capture']) or from a folder of at least 3 MathWorks-style frames
 (msm_jax.data.radio.mathworks; frames shuffled with the seed and split 80/10/10, validation and
-test at least one each; a split left without a readable frame is an error). Parameters live in metadata.json; stats.json holds the train split's
-log-power statistics, as for radio_pretrain.
+test at least one each; a split left without a readable frame is an error). Parameters live in
+metadata.json; stats.json holds the train split's log-power statistics, as for radio_pretrain.
 """
 import functools
 import os
