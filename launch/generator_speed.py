@@ -1,12 +1,12 @@
 """Scenes per second of registered generators at their dataset's default size: in this process,
 and with the worker pool that make_dataset uses (msm_jax.data.parallel, one worker per core).
 
-  python -m launch.generator_speed [--generators=radio_scene,lte_nr] [--scenes=48] [--workers=N]
+  python -m launch.generator_speed [--generators=radio_scene,lte_nr] [--scenes=N] [--workers=N]
 
 Prints one line per generator and mode: wall-clock scenes/s, CPU seconds per scene (comparable on
 a busy machine, where wall clock is not) and the time a 10,000-scene training set (+ 2 x 1,000
-validation / test) would take at that rate. The pool's rate is measured from its first scene to
-its last, so the workers' start-up (about a second each) is left out; it is printed apart.
+validation / test) would take at that rate. The pool's rate leaves out its first round (each
+worker starting, about a second, then making its first chunk of scenes), printed apart.
 """
 import os
 import resource
@@ -24,7 +24,8 @@ TRAINING_SET = 12_000  # make_dataset's default: 10,000 train + 1,000 validation
 
 _GENERATORS = flags.DEFINE_list("generators", ["radio_scene", "lte_nr"],
                                 f"Generators to time, among {sorted(GENERATORS)}.")
-_SCENES = flags.DEFINE_integer("scenes", 48, "Scenes per measurement.", lower_bound=2)
+_SCENES = flags.DEFINE_integer("scenes", None, "Scenes per measurement (default: 6 rounds of the "
+                               "pool, 48 on 2 cores).", lower_bound=1)
 _WORKERS = flags.DEFINE_integer("workers", None, "Pool size (default: one per CPU core).",
                                 lower_bound=2)
 
@@ -53,8 +54,9 @@ def measure(name: str, count: int, workers: int):
   times = [time.perf_counter() for _ in parallel.examples(name, shape, 0, 0, "train", count,
                                                            workers=workers)]
   cpu = _children_cpu() - children  # the pool's workers have exited: their CPU time is counted
-  _report(name, f"pool of {workers} workers", (count - 1) / (times[-1] - times[0]), cpu / count,
-          f" (start-up {times[0] - start:.1f} s)")
+  first = workers * parallel.CHUNK  # scenes of the first round, which includes the start-up
+  _report(name, f"pool of {workers} workers", (count - first) / (times[-1] - times[first - 1]),
+          cpu / count, f" (first round {times[first - 1] - start:.1f} s)")
 
 
 def main(argv):
@@ -63,9 +65,13 @@ def main(argv):
   if unknown:
     raise app.UsageError(f"--generators: unknown {unknown}; registered: {sorted(GENERATORS)}.")
   workers = _WORKERS.value or os.cpu_count() or 2
-  print(f"{os.cpu_count()} CPU cores; {_SCENES.value} scenes per measurement.")
+  scenes = _SCENES.value or 6 * workers * parallel.CHUNK
+  if scenes < 2 * workers * parallel.CHUNK:
+    raise app.UsageError(f"--scenes={scenes}: at least {2 * workers * parallel.CHUNK} (two rounds "
+                         f"of {workers} workers taking {parallel.CHUNK} scenes each).")
+  print(f"{os.cpu_count()} CPU cores; {scenes} scenes per measurement.")
   for name in _GENERATORS.value:
-    measure(name, _SCENES.value, workers)
+    measure(name, scenes, workers)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Radio recordings (SigMF / .npy), MathWorks frames, radio_pretrain and radio_segmentation."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -526,3 +527,18 @@ def test_make_dataset_radio_pretrain_mixes_recordings_and_generated_scenes(tmp_p
         window = iq[example["start"]:example["start"] + WINDOW]
         np.testing.assert_allclose(example["spectrogram"][..., 0],
                                    power_spectrogram(window, spec), rtol=1e-6)
+
+
+def test_generator_speed_reports_scenes_per_second():
+  command = [sys.executable, "-m", "launch.generator_speed", "--generators=lte_nr", "--scenes=16",
+             "--workers=2"]
+  result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-2000:]
+  measured = re.findall(r"lte_nr +(1 process|pool of 2 workers) +([\d.]+) scenes/s +([\d.]+) "
+                        r"CPU-s/scene", result.stdout)
+  assert [mode for mode, _, _ in measured] == ["1 process", "pool of 2 workers"]
+  assert all(float(rate) > 0 and float(cpu) > 0 for _, rate, cpu in measured)
+  assert "lte_nr at 256x256x1:" in result.stdout  # radio_segmentation's default size
+  short = subprocess.run(command[:-2] + ["--scenes=4", "--workers=2"], cwd=REPO,
+                         capture_output=True, text=True)
+  assert short.returncode != 0 and "--scenes=4: at least 16" in short.stderr

@@ -16,6 +16,7 @@ import numpy as np
 from msm_jax.data.generators import SPLIT_IDS, check_example, get_generator
 
 MIN_PARALLEL = 32
+CHUNK = 4  # examples a worker takes at a time
 _WORKER_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -53,7 +54,7 @@ def examples(name: str, shape, seed: int, split_id: int, split: str, count: int,
   with _environment(_WORKER_ENVIRONMENT):  # read by the workers as they start
     pool = multiprocessing.get_context("spawn").Pool(workers)
   with pool:
-    yield from pool.imap(make, range(count), chunksize=4)
+    yield from pool.imap(make, range(count), chunksize=CHUNK)
 
 
 @contextlib.contextmanager
