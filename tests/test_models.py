@@ -100,3 +100,32 @@ def test_attention_matches_textbook_softmax_attention(dtype, tol):
   got = attn.apply({"params": params}, x)
   assert got.dtype == dtype
   np.testing.assert_allclose(np.asarray(got, np.float32), expected, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 2e-5), (jnp.bfloat16, 5e-2)])
+def test_attention_gradients_match_autodiff_of_the_textbook_formula(dtype, tol):
+  """The hand-written backward pass (models/attention.py) against jax.grad of softmax(qk^T)v,
+  with N not a multiple of anything and a cotangent that is not all ones."""
+  from msm_jax.models.attention import attention
+  q, k, v, cotangent = (jax.random.normal(key, (2, 3, 11, 8)) for key in
+                        jax.random.split(jax.random.key(0), 4))
+  textbook = lambda q, k, v: jax.nn.softmax(q @ jnp.swapaxes(k, -1, -2), axis=-1) @ v
+  loss = lambda fn: lambda *qkv: jnp.sum(fn(*qkv).astype(jnp.float32) * cotangent)
+  expected = jax.grad(loss(textbook), argnums=(0, 1, 2))(q, k, v)
+  cast = [x.astype(dtype) for x in (q, k, v)]
+  got = jax.jit(jax.grad(loss(attention), argnums=(0, 1, 2)))(*cast)
+  for g, e in zip(got, expected):
+    assert g.dtype == dtype
+    np.testing.assert_allclose(np.asarray(g, np.float32), e, atol=tol, rtol=tol)
+  np.testing.assert_allclose(np.asarray(attention(*cast), np.float32), textbook(q, k, v),
+                             atol=tol, rtol=tol)
+
+
+def test_gelu_is_the_exact_erf_gelu():
+  from msm_jax.models.vit import gelu
+  x = jnp.linspace(-12.0, 12.0, 10_001)
+  np.testing.assert_allclose(gelu(x), jax.nn.gelu(x, approximate=False), atol=2e-6, rtol=1e-6)
+  np.testing.assert_allclose(jax.vmap(jax.grad(gelu))(x),
+                             jax.vmap(jax.grad(lambda t: jax.nn.gelu(t, approximate=False)))(x),
+                             atol=2e-6, rtol=1e-6)
+  assert not np.allclose(gelu(x), jax.nn.gelu(x, approximate=True), atol=1e-4)  # not tanh's
