@@ -1,4 +1,5 @@
 """Model shapes, parameter counts (without allocating), patchify and position embeddings."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -129,3 +130,24 @@ def test_gelu_is_the_exact_erf_gelu():
                              jax.vmap(jax.grad(lambda t: jax.nn.gelu(t, approximate=False)))(x),
                              atol=2e-6, rtol=1e-6)
   assert not np.allclose(gelu(x), jax.nn.gelu(x, approximate=True), atol=1e-4)  # not tanh's
+
+
+@pytest.mark.parametrize("features_in,features_out", [(6, 20), (20, 6)])  # both transposes
+@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
+def test_dense_matches_flax_dense_values_and_gradients(features_in, features_out, dtype, tol):
+  from msm_jax.models.dense import Dense
+  x = jax.random.normal(jax.random.key(0), (3, 5, features_in))
+  cotangent = jax.random.normal(jax.random.key(1), (3, 5, features_out))
+  ours, flax_dense = Dense(features_out, dtype=dtype), nn.Dense(features_out, dtype=dtype)
+  params = flax_dense.init(jax.random.key(2), x)["params"]
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(2), x)["params"]) == jax.tree.map(
+      jnp.shape, params)
+
+  def loss(module):
+    return lambda p, x: jnp.sum(module.apply({"params": p}, x).astype(jnp.float32) * cotangent)
+  expected = jax.grad(loss(flax_dense), argnums=(0, 1))(params, x)
+  got = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(params, x)
+  for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+    assert g.dtype == e.dtype
+    np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(e, np.float32),
+                               atol=tol, rtol=tol)

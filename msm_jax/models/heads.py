@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from msm_jax.models.msm import Encoder
 from msm_jax.models.patches import grid_shape, unpatchify
 from msm_jax.models.posemb import sincos_2d
+from msm_jax.models.dense import Dense
 from msm_jax.models.vit import Transformer, dense_init
 
 POOLS = ("cls", "mean")
@@ -37,7 +38,7 @@ class Classifier(nn.Module):
     else:
       raise ValueError(f"config.pool={self.pool!r} must be one of {POOLS}.")
     feature = nn.LayerNorm(epsilon=1e-6, dtype=jnp.float32, name="head_norm")(feature)
-    return nn.Dense(self.num_classes, dtype=jnp.float32, kernel_init=head_init, name="head")(feature)
+    return Dense(self.num_classes, dtype=jnp.float32, kernel_init=head_init, name="head")(feature)
 
 
 class Segmenter(nn.Module):
@@ -61,7 +62,7 @@ class Segmenter(nn.Module):
     decoder = _DecoderBlocks(self.width, self.depth, self.num_heads, self.mlp_dim,
                              self.encoder.use_cls, self.dtype, name="decoder")
     x = decoder(tokens, grid, deterministic)
-    logits = nn.Dense(patch[0] * patch[1] * self.num_classes, dtype=jnp.float32,
+    logits = Dense(patch[0] * patch[1] * self.num_classes, dtype=jnp.float32,
                       kernel_init=dense_init, name="head")(x)
     return unpatchify(logits, patch, grid, self.num_classes)
 
@@ -77,7 +78,7 @@ class _DecoderBlocks(nn.Module):
 
   @nn.compact
   def __call__(self, tokens, grid: Sequence[int], deterministic: bool):
-    x = nn.Dense(self.width, dtype=self.dtype, kernel_init=dense_init, name="embed")(tokens)
+    x = Dense(self.width, dtype=self.dtype, kernel_init=dense_init, name="embed")(tokens)
     start = int(self.use_cls)
     patches = x[:, start:] + jnp.asarray(sincos_2d(tuple(grid), self.width), self.dtype)
     x = jnp.concatenate([x[:, :start], patches], axis=1)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from msm_jax.models.patches import grid_shape, patchify
 from msm_jax.models.posemb import sincos_2d
+from msm_jax.models.dense import Dense
 from msm_jax.models.vit import Transformer, dense_init
 
 token_init = nn.initializers.normal(stddev=0.02)
@@ -31,7 +32,7 @@ class Encoder(nn.Module):
     """
     grid = grid_shape(images.shape[1:3], self.patch_size)
     patches = patchify(images.astype(self.dtype), self.patch_size)
-    x = nn.Dense(self.width, dtype=self.dtype, kernel_init=dense_init, name="patch_embed")(patches)
+    x = Dense(self.width, dtype=self.dtype, kernel_init=dense_init, name="patch_embed")(patches)
     x = x + jnp.asarray(sincos_2d(grid, self.width), self.dtype)
     if visible is not None:
       x = jnp.take_along_axis(x, visible[..., None], axis=1)
@@ -56,7 +57,7 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, latent, restore, grid: Sequence[int]):
     """latent (B, [1 +] K, enc_width), restore (B, N) -> (B, N, ph*pw*C) float32 predictions."""
-    x = nn.Dense(self.width, dtype=self.dtype, kernel_init=dense_init, name="embed")(latent)
+    x = Dense(self.width, dtype=self.dtype, kernel_init=dense_init, name="embed")(latent)
     if self.use_cls:
       cls, x = x[:, :1], x[:, 1:]
     b, k, _ = x.shape
@@ -70,7 +71,7 @@ class Decoder(nn.Module):
     x = Transformer(self.depth, self.num_heads, self.mlp_dim, dtype=self.dtype,
                     name="transformer")(x)
     ph, pw = self.patch_size
-    x = nn.Dense(ph * pw * self.channels, dtype=self.dtype, kernel_init=dense_init, name="pred")(x)
+    x = Dense(ph * pw * self.channels, dtype=self.dtype, kernel_init=dense_init, name="pred")(x)
     if self.use_cls:
       x = x[:, 1:]
     return x.astype(jnp.float32)

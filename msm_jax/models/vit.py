@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from msm_jax.models.attention import attention
+from msm_jax.models.dense import Dense
 
 Dtype = Any
 
@@ -34,14 +35,14 @@ class Attention(nn.Module):
     if d % self.num_heads:
       raise ValueError(f"width {d} is not divisible by num_heads {self.num_heads}")
     head_dim = d // self.num_heads
-    qkv = nn.Dense(3 * d, dtype=self.dtype, kernel_init=dense_init, name="qkv")(x)
+    qkv = Dense(3 * d, dtype=self.dtype, kernel_init=dense_init, name="qkv")(x)
     qkv = qkv.reshape(b, n, 3, self.num_heads, head_dim)
     # Heads-major (B, H, N, Dh): the batched matmuls then have their batch dimensions leading,
     # which XLA runs markedly faster on CPU than the (B, N, H, Dh) layout.
     q, k, v = (jnp.swapaxes(qkv[:, :, i], 1, 2) for i in range(3))
     out = attention(q * jnp.asarray(head_dim**-0.5, self.dtype), k, v)
     out = jnp.swapaxes(out, 1, 2).reshape(b, n, d)
-    return nn.Dense(d, dtype=self.dtype, kernel_init=dense_init, name="out")(out)
+    return Dense(d, dtype=self.dtype, kernel_init=dense_init, name="out")(out)
 
 
 class Mlp(nn.Module):
@@ -51,9 +52,9 @@ class Mlp(nn.Module):
   @nn.compact
   def __call__(self, x):
     d = x.shape[-1]
-    x = nn.Dense(self.hidden, dtype=self.dtype, kernel_init=dense_init, name="fc1")(x)
+    x = Dense(self.hidden, dtype=self.dtype, kernel_init=dense_init, name="fc1")(x)
     x = gelu(x)
-    return nn.Dense(d, dtype=self.dtype, kernel_init=dense_init, name="fc2")(x)
+    return Dense(d, dtype=self.dtype, kernel_init=dense_init, name="fc2")(x)
 
 
 class DropPath(nn.Module):
