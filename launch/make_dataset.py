@@ -1,8 +1,8 @@
 """Builds a dataset locally (offline) for `config.data.source = 'tfds'`, with a progress bar.
 
   python -m launch.make_dataset --dataset=radio_pretrain --data_dir=DIR \
-      [--num_examples=N] [--height=Nt --width=Nf --channels=C] [--seed=S] \
-      [--generator=radio_scene] [--capture_rate=61.44e6 --frame_seconds=0.016]
+      [--num_examples=N [--num_eval_examples=M]] [--height=Nt --width=Nf --channels=C] \
+      [--seed=S] [--generator=radio_scene] [--capture_rate=61.44e6 --frame_seconds=0.016]
   python -m launch.make_dataset --dataset=radio_pretrain --data_dir=DIR \
       --recordings='captures/*.sigmf-meta' [--sample_rate=HZ] [--window_seconds=0.016] \
       [--skip_bad] [--num_examples=N [--generator=...]]  # + N generated scenes if N is given
@@ -40,6 +40,7 @@ def _capture(flag_values) -> dict | None:
 def _build_radio_pretrain(flag_values) -> str:
   shape = (flag_values.height, flag_values.width, flag_values.channels)
   generated = {"num_examples": flag_values.num_examples, "seed": flag_values.seed,
+               "num_eval_examples": flag_values.num_eval_examples,
                "generator": flag_values.generator or "radio_scene",
                "capture": _capture(flag_values)}
   if flag_values.recordings:
@@ -60,7 +61,7 @@ def _build_csi_har(flag_values) -> str:
   return csi_har.build(
       flag_values.data_dir, shape=shape, source=flag_values.source,
       num_examples=flag_values.num_examples, seed=flag_values.seed,
-      classes=flag_values.csi_classes, layout=flag_values.csi_layout,
+      num_eval_examples=flag_values.num_eval_examples, classes=flag_values.csi_classes, layout=flag_values.csi_layout,
       held_out=flag_values.held_out)
 
 
@@ -70,7 +71,7 @@ def _build_radio_segmentation(flag_values) -> str:
                                          radio_segmentation.DEFAULT_SHAPE))
   version_dir, skipped = radio_segmentation.build(
       flag_values.data_dir, num_examples=flag_values.num_examples, shape=shape,
-      seed=flag_values.seed, folder=flag_values.frames, skip_bad=flag_values.skip_bad,
+      seed=flag_values.seed, num_eval_examples=flag_values.num_eval_examples, folder=flag_values.frames, skip_bad=flag_values.skip_bad,
       generator=flag_values.generator, capture=_capture(flag_values))
   _report_skipped(skipped)
   return version_dir
@@ -93,6 +94,8 @@ flags.DEFINE_string("data_dir", None, "Directory to build into (config.data.data
 flags.DEFINE_integer("num_examples", 10_000, "Train examples (validation and test get a tenth "
                      "each); with --recordings, generated scenes added to the windows.",
                      lower_bound=1)
+flags.DEFINE_integer("num_eval_examples", None, "Generated validation and test examples, each "
+                     "(default a tenth of --num_examples).", lower_bound=1)
 flags.DEFINE_integer("height", radio_pretrain.DEFAULT_SHAPE[0], "Time frames Nt.", lower_bound=1)
 flags.DEFINE_integer("width", radio_pretrain.DEFAULT_SHAPE[1], "Frequency bins Nf.", lower_bound=1)
 flags.DEFINE_integer("channels", radio_pretrain.DEFAULT_SHAPE[2], "Channels C.", lower_bound=1)

@@ -1,6 +1,10 @@
-"""Test setup: 8 simulated CPU devices (set before JAX is first imported), and no network."""
+"""Test setup: 8 simulated CPU devices (set before JAX is first imported), a shared XLA
+compilation cache, and no network."""
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 
 import pytest
 
@@ -8,6 +12,15 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # TensorFlow (data pipeline only) must stay quiet and never take an accelerator.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One compilation cache for the session and the CLI subprocesses it starts: most tests build
+# the same tiny networks again (new closures, identical programs), and XLA compilation, not
+# running them, is most of the suite's time.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _cache = tempfile.mkdtemp(prefix="msm_jax_test_xla_cache_")
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+  os.environ.update(JAX_COMPILATION_CACHE_DIR=_cache,
+                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,5 +1,6 @@
 """Data pipelines: synthetic source, shared normalisation, radio_pretrain builder, tf.data source."""
 import gc
+import json
 import os
 import shutil
 import subprocess
@@ -373,9 +374,11 @@ def test_tfds_errors_name_the_config_field(built, tmp_path):
 def test_make_dataset_command(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "launch.make_dataset", "--dataset=radio_pretrain",
-       f"--data_dir={tmp_path}", "--num_examples=3", "--height=8", "--width=16", "--channels=2"],
-      cwd=REPO, capture_output=True, text=True)
+       f"--data_dir={tmp_path}", "--num_examples=3", "--num_eval_examples=2", "--height=8",
+       "--width=16", "--channels=2"], cwd=REPO, capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-2000:]
   version_dir = tmp_path / "radio_pretrain" / "1.0.0"
   assert f"Built radio_pretrain in {version_dir}" in result.stdout
   assert read_stats(str(version_dir / STATS_FILENAME))["num_examples"] == 3
+  with open(version_dir / "metadata.json") as f:
+    assert json.load(f)["num_eval_examples"] == 2
