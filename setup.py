@@ -25,5 +25,5 @@ setup(
     packages=find_packages(include=["msm_jax", "msm_jax.*", "launch", "configs"]),
     python_requires=">=3.11",
     install_requires=CORE + DATA,
-    extras_require={"test": ["pytest>=8", "csiread==1.4.1"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist==3.8.0", "csiread==1.4.1"]},
 )

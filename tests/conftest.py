@@ -38,3 +38,9 @@ def no_network():
     patch.setattr(socket, "getaddrinfo", refuse)
     yield
   assert not attempts, f"network access attempted: {attempts}"
+
+
+def pytest_collection_modifyitems(items):
+  """The study's module fixture is the suite's longest single piece: run its file first, so that a
+  parallel run (`-n 2 --dist loadfile`, as .ci/run) does not end waiting for it alone."""
+  items.sort(key=lambda item: item.path.name != "test_study.py")
