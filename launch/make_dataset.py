@@ -61,8 +61,8 @@ def _build_csi_har(flag_values) -> str:
   return csi_har.build(
       flag_values.data_dir, shape=shape, source=flag_values.source,
       num_examples=flag_values.num_examples, seed=flag_values.seed,
-      num_eval_examples=flag_values.num_eval_examples, classes=flag_values.csi_classes, layout=flag_values.csi_layout,
-      held_out=flag_values.held_out)
+      num_eval_examples=flag_values.num_eval_examples, classes=flag_values.csi_classes,
+      layout=flag_values.csi_layout, held_out=flag_values.held_out)
 
 
 def _build_radio_segmentation(flag_values) -> str:
@@ -71,8 +71,9 @@ def _build_radio_segmentation(flag_values) -> str:
                                          radio_segmentation.DEFAULT_SHAPE))
   version_dir, skipped = radio_segmentation.build(
       flag_values.data_dir, num_examples=flag_values.num_examples, shape=shape,
-      seed=flag_values.seed, num_eval_examples=flag_values.num_eval_examples, folder=flag_values.frames, skip_bad=flag_values.skip_bad,
-      generator=flag_values.generator, capture=_capture(flag_values))
+      seed=flag_values.seed, num_eval_examples=flag_values.num_eval_examples,
+      folder=flag_values.frames, skip_bad=flag_values.skip_bad, generator=flag_values.generator,
+      capture=_capture(flag_values))
   _report_skipped(skipped)
   return version_dir
 
@@ -91,8 +92,9 @@ _RADIO = (radio_pretrain.NAME, radio_segmentation.NAME)
 _DATASET = flags.DEFINE_enum("dataset", radio_pretrain.NAME, sorted(DATASETS), "Dataset to build.")
 flags.DEFINE_string("data_dir", None, "Directory to build into (config.data.data_dir).",
                     required=True)
-flags.DEFINE_integer("num_examples", 10_000, "Train examples (validation and test get a tenth "
-                     "each); with --recordings, generated scenes added to the windows.",
+flags.DEFINE_integer("num_examples", 10_000, "Train examples (validation and test get "
+                     "--num_eval_examples each); with --recordings, generated scenes added to the "
+                     "windows.",
                      lower_bound=1)
 flags.DEFINE_integer("num_eval_examples", None, "Generated validation and test examples, each "
                      "(default a tenth of --num_examples).", lower_bound=1)
@@ -134,6 +136,11 @@ def _check_flags(flag_values):
   if given and flag_values.recordings and not flag_values["num_examples"].present:
     raise app.UsageError(f"{' '.join(given)} with --recordings describe generated scenes to add "
                          "to the recordings' windows: give their number too, --num_examples=N.")
+  reads_only = (flag_values.frames or flag_values.source != "simulator" or
+                (flag_values.recordings and not flag_values["num_examples"].present))
+  if flag_values["num_eval_examples"].present and reads_only:
+    raise app.UsageError("--num_eval_examples sizes generated validation/test splits; files that "
+                         "are read are split by their own rules (see the dataset's docstring).")
 
 
 def main(argv):

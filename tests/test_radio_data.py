@@ -496,6 +496,9 @@ def test_make_dataset_rejects_unknown_generators_and_misplaced_flags(tmp_path):
   csi = make_dataset("--dataset=csi_har", f"--data_dir={tmp_path}", "--frame_seconds=0.02")
   assert csi.returncode != 0
   assert "--frame_seconds: only for radio_pretrain and radio_segmentation" in csi.stderr
+  read = make_dataset("--dataset=radio_segmentation", f"--data_dir={tmp_path}",
+                      f"--frames={tmp_path}", "--num_eval_examples=4")
+  assert read.returncode != 0 and "--num_eval_examples sizes generated" in read.stderr
 
 
 def test_make_dataset_radio_pretrain_mixes_recordings_and_generated_scenes(tmp_path):

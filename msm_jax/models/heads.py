@@ -8,10 +8,10 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from msm_jax.models.dense import Dense
 from msm_jax.models.msm import Encoder
 from msm_jax.models.patches import grid_shape, unpatchify
 from msm_jax.models.posemb import sincos_2d
-from msm_jax.models.dense import Dense
 from msm_jax.models.vit import Transformer, dense_init
 
 POOLS = ("cls", "mean")
@@ -63,7 +63,7 @@ class Segmenter(nn.Module):
                              self.encoder.use_cls, self.dtype, name="decoder")
     x = decoder(tokens, grid, deterministic)
     logits = Dense(patch[0] * patch[1] * self.num_classes, dtype=jnp.float32,
-                      kernel_init=dense_init, name="head")(x)
+                   kernel_init=dense_init, name="head")(x)
     return unpatchify(logits, patch, grid, self.num_classes)
 
 

@@ -4,9 +4,9 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from msm_jax.models.dense import Dense
 from msm_jax.models.patches import grid_shape, patchify
 from msm_jax.models.posemb import sincos_2d
-from msm_jax.models.dense import Dense
 from msm_jax.models.vit import Transformer, dense_init
 
 token_init = nn.initializers.normal(stddev=0.02)
