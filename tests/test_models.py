@@ -107,19 +107,77 @@ def test_attention_matches_textbook_softmax_attention(dtype, tol):
 def test_attention_gradients_match_autodiff_of_the_textbook_formula(dtype, tol):
   """The hand-written backward pass (models/attention.py) against jax.grad of softmax(qk^T)v,
   with N not a multiple of anything and a cotangent that is not all ones."""
-  from msm_jax.models.attention import attention
+  from msm_jax.models.attention import softmax_attention
   q, k, v, cotangent = (jax.random.normal(key, (2, 3, 11, 8)) for key in
                         jax.random.split(jax.random.key(0), 4))
   textbook = lambda q, k, v: jax.nn.softmax(q @ jnp.swapaxes(k, -1, -2), axis=-1) @ v
   loss = lambda fn: lambda *qkv: jnp.sum(fn(*qkv).astype(jnp.float32) * cotangent)
   expected = jax.grad(loss(textbook), argnums=(0, 1, 2))(q, k, v)
   cast = [x.astype(dtype) for x in (q, k, v)]
-  got = jax.jit(jax.grad(loss(attention), argnums=(0, 1, 2)))(*cast)
+  got = jax.jit(jax.grad(loss(softmax_attention), argnums=(0, 1, 2)))(*cast)
   for g, e in zip(got, expected):
     assert g.dtype == dtype
     np.testing.assert_allclose(np.asarray(g, np.float32), e, atol=tol, rtol=tol)
-  np.testing.assert_allclose(np.asarray(attention(*cast), np.float32), textbook(q, k, v),
+  np.testing.assert_allclose(np.asarray(softmax_attention(*cast), np.float32), textbook(q, k, v),
                              atol=tol, rtol=tol)
+
+
+def _values_and_grads(fn, q, k, v, cotangent):
+  loss = lambda *qkv: jnp.sum(fn(*qkv).astype(jnp.float32) * cotangent)
+  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(q, k, v)
+
+
+@pytest.mark.parametrize("tokens", [10, 11])  # 11: padded to 12, the pad masked by length
+def test_fused_attention_matches_the_formula(tokens):
+  """The flash-attention path (jax.nn.dot_product_attention, here its XLA implementation, which
+  runs on CPU) against softmax_attention, values and gradients, odd token counts included."""
+  from msm_jax.models.attention import fused_attention, softmax_attention
+  q, k, v, cotangent = (jax.random.normal(key, (2, 3, tokens, 8)) for key in
+                        jax.random.split(jax.random.key(0), 4))
+  fused = lambda *qkv: fused_attention(*qkv, implementation="xla")
+  assert fused(q, k, v).shape == (2, 3, tokens, 8)
+  for got, expected in zip(jax.tree.leaves(_values_and_grads(fused, q, k, v, cotangent)),
+                           jax.tree.leaves(_values_and_grads(softmax_attention, q, k, v,
+                                                             cotangent))):
+    np.testing.assert_allclose(got, expected, atol=2e-5, rtol=2e-5)
+
+
+class _FakeDevice:
+
+  def __init__(self, platform, compute_capability=None):
+    self.platform = platform
+    if compute_capability:
+      self.compute_capability = compute_capability
+
+
+@pytest.mark.parametrize("capability,dtype,head_dim,expected", [
+    ("9.0", jnp.bfloat16, 16, True), ("8.0", jnp.float16, 64, True),
+    ("9.0", jnp.float32, 16, False), ("9.0", jnp.bfloat16, 12, False),
+    ("9.0", jnp.bfloat16, 256, False), ("7.0", jnp.bfloat16, 64, False)])
+def test_cudnn_attention_is_chosen_only_where_it_runs(monkeypatch, capability, dtype, head_dim,
+                                                      expected):
+  from msm_jax.models import attention
+  q = jnp.zeros((1, 2, 5, head_dim), dtype)
+  monkeypatch.setattr(jax, "devices", lambda *args: [_FakeDevice("cpu")])
+  assert not attention.uses_cudnn(q)
+  monkeypatch.setattr(jax, "devices", lambda *args: [_FakeDevice("gpu", capability)])
+  assert attention.uses_cudnn(q) == expected
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("tokens,head_dim", [(50, 64), (197, 16)])  # the ViT-S MSM shapes
+def test_cudnn_attention_matches_the_formula_on_gpu(tokens, head_dim):
+  from msm_jax.models.attention import attention, softmax_attention, uses_cudnn
+  q, k, v, cotangent = (jax.random.normal(key, (4, 8, tokens, head_dim)) for key in
+                        jax.random.split(jax.random.key(0), 4))
+  q = q * head_dim**-0.5
+  q, k, v = (x.astype(jnp.bfloat16) for x in (q, k, v))
+  assert uses_cudnn(q)
+  for got, expected in zip(jax.tree.leaves(_values_and_grads(attention, q, k, v, cotangent)),
+                           jax.tree.leaves(_values_and_grads(softmax_attention, q, k, v,
+                                                             cotangent))):
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(expected, np.float32),
+                               atol=5e-2, rtol=5e-2)
 
 
 def test_gelu_is_the_exact_erf_gelu():
