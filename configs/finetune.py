@@ -61,6 +61,9 @@ def get_config(variant: str = "seg_tiny"):
   c.data.eval_examples = 256 if size == "tiny" else 1024  # generated data; tfds: 0 = whole split
   c.data.shuffle_buffer = 10_000
   c.data.prefetch = 2
+  # Processes generating synthetic examples: -1 = none on CPU, one per core (but one) on an
+  # accelerator, where one numpy thread cannot keep up with the step. The tfds source ignores it.
+  c.data.workers = -1
 
   c.batch_size = 32 if size == "tiny" else 256
   c.total_steps = 300 if size == "tiny" else 10_000

@@ -44,6 +44,9 @@ def get_config(variant: str = "tiny"):
   c.data.split = "train"
   c.data.shuffle_buffer = 10_000
   c.data.prefetch = 2
+  # Processes generating synthetic examples: -1 = none on CPU, one per core (but one) on an
+  # accelerator, where one numpy thread cannot keep up with the step. The tfds source ignores it.
+  c.data.workers = -1
 
   # Optimisation (MAE recipe): lr = base_lr x batch_size / 256, warm-up then half-cycle cosine.
   c.batch_size = 64 if variant == "tiny" else 256  # global, over all devices and hosts

@@ -97,6 +97,43 @@ def test_synthetic_source_shapes_resume_and_seed():
   assert not np.allclose(other_seed[0], stream[0])
 
 
+def test_worker_processes_generate_the_same_stream(toy_generators):
+  """config.data.workers > 0 spawns generator processes: same batches as the prefetch thread;
+  generators registered at run time (the toy ones, labels included) reach them, and a worker's
+  error reaches the consumer with the generator named."""
+  for generator in ("synthetic", "toy_class"):
+    inline = make_source(data_config(generator=generator, workers=0), SHAPE, SEED)
+    spawned = make_source(data_config(generator=generator, workers=2), SHAPE, SEED)
+    for source in (inline, spawned):
+      source.stream = source.batches(global_batch_size=6, start_step=2)
+    for _ in range(2):
+      want, got = next(inline.stream), next(spawned.stream)
+      assert sorted(got) == sorted(want)
+      for key in want:
+        np.testing.assert_array_equal(got[key], want[key])
+    spawned.stream.close()
+    assert spawned._pool is not None  # the batches did come from worker processes
+  broken = make_source(data_config(generator="toy_class", workers=2), SHAPE, SEED)
+  broken._generator_name = "toy_broken"  # the statistics were made, the stream is broken
+  with pytest.raises(ValueError, match="Generator 'toy_broken' returned"):
+    next(broken.batches(global_batch_size=6, start_step=0))
+
+
+def test_workers_auto_and_errors(monkeypatch):
+  from msm_jax.data.source import generator_workers
+  assert generator_workers(-1) == 0  # JAX on CPU here: generate in the prefetch thread
+  assert generator_workers(3) == 3
+  import jax
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  for cores, expected in [(16, 15), (1, 1), (240, 32)]:  # one core left to the training loop
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert generator_workers(-1) == expected
+  with pytest.raises(ValueError, match=r"config\.data\.workers=-2"):
+    generator_workers(-2)
+  with pytest.raises(ValueError, match=r"config\.data\.workers"):
+    make_source(data_config(workers=-5), SHAPE, SEED)
+
+
 @pytest.mark.parametrize("process_count", [2, 4])
 def test_synthetic_process_slices_concatenate_to_global_batch(process_count):
   source = SyntheticSource(SHAPE, seed=SEED, prefetch=0)

@@ -1,4 +1,5 @@
-"""Generated examples computed in worker processes, in order, for the dataset builders.
+"""Generated examples computed in worker processes, in order: for the dataset builders, and the
+pool the synthetic source generates in.
 
 Example i of a split is generator(default_rng([seed, split_id, i]), shape, split, **capture)
 whichever process computes it, so a dataset does not depend on the number of workers. Workers are
@@ -6,6 +7,7 @@ spawned (not forked): the builder process has TensorFlow's threads running, whic
 forked. Each worker runs single-threaded BLAS: with one worker per core, BLAS threads (numpy's
 matrix products in the scene models) would only oversubscribe the cores.
 """
+import concurrent.futures
 import contextlib
 import functools
 import multiprocessing
@@ -13,6 +15,7 @@ import os
 
 import numpy as np
 
+from msm_jax.data import generators
 from msm_jax.data.generators import SPLIT_IDS, check_example, get_generator
 
 MIN_PARALLEL = 32
@@ -20,13 +23,19 @@ CHUNK = 4  # examples a worker takes at a time
 _WORKER_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def generate(name: str, shape, key, split: str, capture: dict | None = None) -> dict:
+  """An example of `split` from generator `name` drawn with np.random.default_rng(key), checked
+  against the generator's promise; `capture`: the capture settings of an IQ-level generator
+  (msm_jax.data.generators)."""
+  generator = get_generator(name)
+  example = generator(np.random.default_rng(key), shape, split, **(capture or {}))
+  return check_example(example, generator, shape, name)
+
+
 def example(name: str, shape, seed: int, split_id: int, split: str, index: int,
             capture: dict | None = None) -> dict:
-  """Example `index` of `split` from generator `name` (checked against its promise); `capture`:
-  the capture settings of an IQ-level generator (msm_jax.data.generators)."""
-  generator = get_generator(name)
-  rng = np.random.default_rng([seed, split_id, index])
-  return check_example(generator(rng, shape, split, **(capture or {})), generator, shape, name)
+  """Example `index` of `split` of a generated dataset."""
+  return generate(name, shape, [seed, split_id, index], split, capture)
 
 
 def split_examples(params: dict, split: str):
@@ -51,10 +60,26 @@ def examples(name: str, shape, seed: int, split_id: int, split: str, count: int,
   if workers <= 1:
     yield from map(make, range(count))
     return
+  with spawn_pool(workers) as pool:
+    yield from pool.map(make, range(count), chunksize=CHUNK)
+
+
+def spawn_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+  """`workers` spawned processes with single-threaded BLAS that know every generator registered
+  in this process, also those registered at run time (a spawned worker starts from a fresh
+  interpreter)."""
   with _environment(_WORKER_ENVIRONMENT):  # read by the workers as they start
-    pool = multiprocessing.get_context("spawn").Pool(workers)
-  with pool:
-    yield from pool.imap(make, range(count), chunksize=CHUNK)
+    pool = concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=_register_generators, initargs=(dict(generators.GENERATORS),))
+    # The executor starts a worker for each task submitted while none is idle: start them all
+    # now, while the environment holds.
+    concurrent.futures.wait([pool.submit(int) for _ in range(workers)])
+  return pool
+
+
+def _register_generators(registry: dict):
+  generators.GENERATORS.update(registry)
 
 
 @contextlib.contextmanager

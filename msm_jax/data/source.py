@@ -3,11 +3,13 @@
 This module and everything it imports at top level is TensorFlow-free: the tf.data source is
 imported only when `config.data.source == 'tfds'`.
 """
+import os
 from typing import Iterator, Protocol
 
 import numpy as np
 
 SOURCES = ("synthetic", "tfds")
+MAX_AUTO_WORKERS = 32  # each spawned generator holds ~100 MB; pod hosts have 100+ cores
 
 
 class Source(Protocol):
@@ -44,7 +46,8 @@ def make_source(data_config, input_shape: tuple[int, int, int], seed: int,
   if data_config.source == "synthetic":
     from msm_jax.data.synthetic import SyntheticSource
     return SyntheticSource(input_shape, seed=seed, prefetch=data_config.prefetch,
-                           generator=data_config.generator, split=split)
+                           generator=data_config.generator, split=split,
+                           workers=generator_workers(data_config.get("workers", -1)))
   if data_config.source == "tfds":
     from msm_jax.data.tfds_pipeline import TfdsSource
     return TfdsSource(name=data_config.name, data_dir=data_config.data_dir, split=split,
@@ -52,6 +55,21 @@ def make_source(data_config, input_shape: tuple[int, int, int], seed: int,
                       shuffle_buffer=data_config.shuffle_buffer, prefetch=data_config.prefetch)
   raise ValueError(f"config.data.source={data_config.source!r} is unknown; "
                    f"use one of {', '.join(repr(s) for s in SOURCES)}.")
+
+
+def generator_workers(workers: int) -> int:
+  """Processes generating synthetic examples for config.data.workers; -1 (auto): none when JAX
+  computes on the CPU (the step is the bottleneck and XLA wants the cores), one per core but one
+  (at most MAX_AUTO_WORKERS) when it computes on an accelerator."""
+  if not isinstance(workers, int) or workers < -1:
+    raise ValueError(f"config.data.workers={workers!r} must be -1 (auto), 0 (generate in the "
+                     "prefetch thread) or a number of processes.")
+  if workers >= 0:
+    return workers
+  import jax
+  if jax.default_backend() == "cpu":
+    return 0
+  return min(MAX_AUTO_WORKERS, max(1, (os.cpu_count() or 2) - 1))
 
 
 def check_input_shape(input_shape) -> tuple[int, int, int]:
