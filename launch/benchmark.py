@@ -16,8 +16,8 @@ config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/pretr
 flags.DEFINE_integer("batch_size", 16, "Global batch size.")
 flags.DEFINE_integer("steps", 5, "Timed steps after one compile step.")
 flags.DEFINE_integer("peak_size", 0, "Matrix size for the peak measurement (0: 2048 CPU, 8192 else).")
-flags.DEFINE_bool("profile", False, "Add time_by_module_ms: a profiler trace of 2 steps, in ms "
-                  "per step by encoder/decoder module (forward and backward apart).")
+flags.DEFINE_bool("profile", False, "CPU only: add time_by_module_ms, a profiler trace of 2 steps "
+                  "in ms per step by encoder/decoder module (forward and backward apart).")
 flags.mark_flags_as_required(["config"])
 
 

@@ -1,4 +1,5 @@
 """The benchmark's figures: FLOP count, the JSON fields, and the per-module profile."""
+import jax
 import pytest
 
 from configs.pretrain import get_config
@@ -23,3 +24,14 @@ def test_benchmark_reports_throughput_and_where_time_goes():
   modules = result["time_by_module_ms"]
   assert {"encoder/attn", "encoder/mlp/backward", "decoder/attn", "decoder/mlp"} <= set(modules)
   assert all(ms >= 0 for ms in modules.values()) and sum(modules.values()) > 0
+
+
+def test_profile_refuses_what_it_cannot_attribute(monkeypatch):
+  config = get_config("tiny")
+  config.parallel = "pmap"
+  with pytest.raises(ValueError, match="--profile needs config.parallel='jit' on CPU"):
+    benchmark(config, batch_size=8, steps=2, profile=True)
+  config.parallel = "jit"
+  monkeypatch.setattr(jax, "devices", lambda *args: [type("Gpu", (), {"platform": "gpu"})()])
+  with pytest.raises(ValueError, match="on a GPU, open a jax.profiler trace"):
+    benchmark(config, batch_size=8, steps=2, profile=True)

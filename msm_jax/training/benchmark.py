@@ -44,6 +44,10 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
               profile: bool = False) -> dict:
   """Times `steps` MSM train steps (config.steps_per_call per compiled call); with `profile`,
   also where the time goes."""
+  if profile and (config.parallel != "jit" or jax.devices()[0].platform != "cpu"):
+    raise ValueError("--profile needs config.parallel='jit' on CPU: it names modules from "
+                     "XLA:CPU's trace events (on a GPU, open a jax.profiler trace in "
+                     "TensorBoard or Perfetto instead)")
   config.batch_size = batch_size
   per_call = config.steps_per_call
   if steps % per_call:
@@ -77,8 +81,6 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
   system_seconds = (after.ru_stime - usage.ru_stime) / steps
   extra = {}
   if profile:
-    if config.parallel != "jit":
-      raise ValueError("--profile needs config.parallel='jit'")
     from msm_jax.training.profile import time_by_module
     extra["time_by_module_ms"] = time_by_module(step, state, batch, rng)
 
