@@ -60,8 +60,12 @@ def examples(name: str, shape, seed: int, split_id: int, split: str, count: int,
   if workers <= 1:
     yield from map(make, range(count))
     return
-  with spawn_pool(workers) as pool:
+  pool, finished = spawn_pool(workers), False
+  try:
     yield from pool.map(make, range(count), chunksize=CHUNK)
+    finished = True
+  finally:  # all made: let the workers exit; stopped early: drop the queued work, don't wait
+    pool.shutdown(wait=finished, cancel_futures=not finished)
 
 
 def spawn_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
