@@ -122,9 +122,13 @@ def test_attention_gradients_match_autodiff_of_the_textbook_formula(dtype, tol):
                              atol=tol, rtol=tol)
 
 
-def _values_and_grads(fn, q, k, v, cotangent):
-  loss = lambda *qkv: jnp.sum(fn(*qkv).astype(jnp.float32) * cotangent)
-  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(q, k, v)
+def _assert_same_values_and_grads(fn, reference, q, k, v, cotangent, tol):
+  def values_and_grads(f):
+    loss = lambda *qkv: jnp.sum(f(*qkv).astype(jnp.float32) * cotangent)
+    return jax.tree.leaves(jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(q, k, v))
+  for got, expected in zip(values_and_grads(fn), values_and_grads(reference), strict=True):
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(expected, np.float32),
+                               atol=tol, rtol=tol)
 
 
 @pytest.mark.parametrize("tokens", [10, 11])  # 11: padded to 12, the pad masked by length
@@ -136,10 +140,7 @@ def test_fused_attention_matches_the_formula(tokens):
                         jax.random.split(jax.random.key(0), 4))
   fused = lambda *qkv: fused_attention(*qkv, implementation="xla")
   assert fused(q, k, v).shape == (2, 3, tokens, 8)
-  for got, expected in zip(jax.tree.leaves(_values_and_grads(fused, q, k, v, cotangent)),
-                           jax.tree.leaves(_values_and_grads(softmax_attention, q, k, v,
-                                                             cotangent))):
-    np.testing.assert_allclose(got, expected, atol=2e-5, rtol=2e-5)
+  _assert_same_values_and_grads(fused, softmax_attention, q, k, v, cotangent, tol=2e-5)
 
 
 class _FakeDevice:
@@ -173,11 +174,7 @@ def test_cudnn_attention_matches_the_formula_on_gpu(tokens, head_dim):
   q = q * head_dim**-0.5
   q, k, v = (x.astype(jnp.bfloat16) for x in (q, k, v))
   assert uses_cudnn(q)
-  for got, expected in zip(jax.tree.leaves(_values_and_grads(attention, q, k, v, cotangent)),
-                           jax.tree.leaves(_values_and_grads(softmax_attention, q, k, v,
-                                                             cotangent))):
-    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(expected, np.float32),
-                               atol=5e-2, rtol=5e-2)
+  _assert_same_values_and_grads(attention, softmax_attention, q, k, v, cotangent, tol=5e-2)
 
 
 def test_gelu_is_the_exact_erf_gelu():
