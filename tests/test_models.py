@@ -143,6 +143,55 @@ def test_fused_attention_matches_the_formula(tokens):
   _assert_same_values_and_grads(fused, softmax_attention, q, k, v, cotangent, tol=2e-5)
 
 
+def _kernel_on_heads_major(q, k, v):
+  """The C++ kernel (which takes the fused (B, N, 3, H, D) projection and scales q itself) as a
+  function of heads-major q (already scaled), k, v, like softmax_attention."""
+  from msm_jax.kernels.attention import self_attention
+  q = q * q.shape[-1]**0.5
+  qkv = jnp.stack([jnp.swapaxes(x, 1, 2) for x in (q, k, v)], axis=2)
+  return jnp.swapaxes(self_attention(qkv), 1, 2)
+
+
+@pytest.mark.parametrize("shape,scale", [
+    ((2, 3, 11, 16), 1.0),   # fewer tokens than one vector, not a multiple of the row block
+    ((1, 2, 197, 16), 3.0),  # the paper's decoder heads, peaked softmax
+    ((2, 2, 50, 64), 1.0),   # the paper's encoder heads
+    ((3, 1, 16, 48), 1.0),   # tokens exactly one vector
+    ((1, 2, 1, 32), 1.0),    # a single token
+])
+def test_cpu_kernel_matches_the_formula(shape, scale):
+  """The fused C++ kernel (msm_jax/kernels) against softmax_attention, values and gradients."""
+  from msm_jax.kernels.attention import supports
+  from msm_jax.models.attention import softmax_attention
+  q, k, v, cotangent = (jax.random.normal(key, shape) for key in
+                        jax.random.split(jax.random.key(0), 4))
+  q = q * scale * shape[-1]**-0.5
+  assert supports(q), "the kernel could not be built here (see the log)"
+  assert _kernel_on_heads_major(q, k, v).shape == shape
+  _assert_same_values_and_grads(_kernel_on_heads_major, softmax_attention, q, k, v, cotangent,
+                                tol=2e-5)
+
+
+def test_cpu_kernel_splits_by_batch_and_head_across_devices():
+  """Under jit over a 4 x 2 (batch, head) mesh each device runs the kernel on its own slices
+  (nothing gathered), under pmap on its shard; both agree with one device."""
+  from msm_jax.kernels.attention import self_attention
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec
+  qkv, cotangent = (jax.random.normal(key, shape) for key, shape in zip(
+      jax.random.split(jax.random.key(1)), [(8, 19, 3, 2, 16), (8, 19, 2, 16)]))
+  step = jax.value_and_grad(lambda qkv, c: jnp.sum(self_attention(qkv) * c))
+  expected = jax.jit(step)(qkv, cotangent)
+  mesh = Mesh(np.array(jax.devices()).reshape(4, 2), ("data", "model"))
+  shard = lambda x, *spec: jax.device_put(x, NamedSharding(mesh, PartitionSpec(*spec)))
+  sharded = (shard(qkv, "data", None, None, "model"), shard(cotangent, "data", None, "model"))
+  compiled = jax.jit(step).lower(*sharded).compile()
+  assert not any(op in compiled.as_text() for op in ("all-gather", "all-to-all"))
+  per_shard = jax.pmap(step)(qkv[:, None], cotangent[:, None])
+  for loss, grad in (compiled(*sharded), per_shard):
+    np.testing.assert_allclose(float(jnp.sum(loss)), float(expected[0]), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(grad).reshape(qkv.shape), expected[1], atol=1e-6)
+
+
 class _FakeDevice:
 
   def __init__(self, platform, compute_capability=None):
@@ -163,6 +212,16 @@ def test_cudnn_attention_is_chosen_only_where_it_runs(monkeypatch, capability, d
   assert not attention.uses_cudnn(q)
   monkeypatch.setattr(jax, "devices", lambda *args: [_FakeDevice("gpu", capability)])
   assert attention.uses_cudnn(q) == expected
+
+
+@pytest.mark.parametrize("platform,dtype,head_dim,expected", [
+    ("cpu", jnp.float32, 16, True), ("cpu", jnp.float32, 64, True),
+    ("cpu", jnp.bfloat16, 16, False), ("cpu", jnp.float32, 24, False),
+    ("gpu", jnp.float32, 16, False)])
+def test_cpu_kernel_is_chosen_only_where_it_runs(monkeypatch, platform, dtype, head_dim, expected):
+  from msm_jax.models import attention
+  monkeypatch.setattr(jax, "devices", lambda *args: [_FakeDevice(platform)])
+  assert attention.uses_cpu_kernel(jnp.zeros((1, 5, 3, 2, head_dim), dtype)) == expected
 
 
 @pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs an NVIDIA GPU")

@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from msm_jax.models.attention import attention
+from msm_jax.models.attention import self_attention
 from msm_jax.models.dense import Dense
 
 Dtype = Any
@@ -36,12 +36,7 @@ class Attention(nn.Module):
       raise ValueError(f"width {d} is not divisible by num_heads {self.num_heads}")
     head_dim = d // self.num_heads
     qkv = Dense(3 * d, dtype=self.dtype, kernel_init=dense_init, name="qkv")(x)
-    qkv = qkv.reshape(b, n, 3, self.num_heads, head_dim)
-    # Heads-major (B, H, N, Dh): the batched matmuls then have their batch dimensions leading,
-    # which XLA runs markedly faster on CPU than the (B, N, H, Dh) layout.
-    q, k, v = (jnp.swapaxes(qkv[:, :, i], 1, 2) for i in range(3))
-    out = attention(q * jnp.asarray(head_dim**-0.5, self.dtype), k, v)
-    out = jnp.swapaxes(out, 1, 2).reshape(b, n, d)
+    out = self_attention(qkv.reshape(b, n, 3, self.num_heads, head_dim)).reshape(b, n, d)
     return Dense(d, dtype=self.dtype, kernel_init=dense_init, name="out")(out)
 
 

@@ -1,0 +1,67 @@
+"""The on-demand build of msm_jax/kernels' C++ sources: cached per machine, and a clear fallback
+(None plus one warning naming the cause) where it cannot be built."""
+import logging
+import os
+
+import pytest
+
+from msm_jax.kernels import native
+
+SOURCE = "attention_cpu.cc"
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+  """An empty library cache, and native.load's memo cleared around the test."""
+  monkeypatch.setenv("MSM_JAX_CACHE", str(tmp_path))
+  native.load.cache_clear()
+  yield tmp_path
+  native.load.cache_clear()
+
+
+@pytest.mark.skipif(native.compiler() is None, reason="no C++ compiler on this machine")
+def test_builds_once_then_loads_the_cached_library(fresh_cache, monkeypatch):
+  library = native.load(SOURCE)
+  assert library is not None and hasattr(library, "MsmAttentionForward")
+  built = list(fresh_cache.glob("attention_cpu-*.so"))
+  assert len(built) == 1 and not list(fresh_cache.glob("tmp*"))
+
+  def must_not_build(*args):
+    raise AssertionError("rebuilt although the library is cached")
+
+  monkeypatch.setattr(native, "build", must_not_build)
+  native.load.cache_clear()
+  assert native.load(SOURCE) is not None
+
+
+def test_a_failing_compiler_falls_back_with_a_warning(fresh_cache, monkeypatch, caplog):
+  monkeypatch.setenv("CXX", "false")  # exists everywhere, always fails
+  with caplog.at_level(logging.WARNING):
+    assert native.load(SOURCE) is None
+  assert f"Could not build {SOURCE}" in caplog.text and "false" in caplog.text
+  assert not os.listdir(fresh_cache)  # no half-written library left behind
+
+
+def test_no_compiler_falls_back_with_a_warning(fresh_cache, monkeypatch, caplog):
+  monkeypatch.delenv("CXX", raising=False)
+  monkeypatch.setenv("PATH", str(fresh_cache))  # an empty directory
+  assert native.compiler() is None
+  with caplog.at_level(logging.WARNING):
+    assert native.load(SOURCE) is None
+  assert "No C++ compiler" in caplog.text and SOURCE in caplog.text
+
+
+def test_can_be_switched_off(fresh_cache, monkeypatch):
+  monkeypatch.setenv("MSM_JAX_NATIVE_KERNELS", "0")
+  assert native.load(SOURCE) is None and not os.listdir(fresh_cache)
+
+
+def test_the_cache_key_covers_source_compiler_and_jaxlib(tmp_path):
+  source = tmp_path / "k.cc"
+  source.write_text("int a;")
+  base = native.library_path(source, "c++", "/inc", "0.10.2")
+  assert base.name.startswith("k-") and base.suffix == ".so"
+  assert native.library_path(source, "clang++", "/inc", "0.10.2") != base
+  assert native.library_path(source, "c++", "/inc", "0.11.0") != base
+  source.write_text("int b;")
+  assert native.library_path(source, "c++", "/inc", "0.10.2") != base
