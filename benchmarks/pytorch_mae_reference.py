@@ -52,6 +52,32 @@ def matmul_flops_per_sec(device: str, dtype) -> float:
   return 2 * size**3 / median_time(lambda: torch.matmul(a, a), device)
 
 
+def build_train_step(batch_size: int, device: str = "cpu", dtype=torch.float32,
+                     compile_model: bool = False):
+  """The reference model and a function running one train step on a fixed random batch."""
+  torch.manual_seed(0)
+  config = ViTMAEConfig(
+      image_size=224, num_channels=1, patch_size=16,
+      hidden_size=512, num_hidden_layers=12, num_attention_heads=8, intermediate_size=2048,
+      decoder_hidden_size=256, decoder_num_hidden_layers=8, decoder_num_attention_heads=16,
+      decoder_intermediate_size=1024, mask_ratio=0.75, norm_pix_loss=False, hidden_act="gelu")
+  model = ViTMAEForPreTraining(config).float().train().to(device)
+  forward = torch.compile(model) if compile_model else model
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95),
+                                weight_decay=0.05)
+  images = torch.randn(batch_size, 1, 224, 224, device=device)
+
+  def train_step():
+    with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32):
+      loss = forward(pixel_values=images).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss
+
+  return model, train_step
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batch_size", type=int, default=16)
@@ -65,26 +91,7 @@ def main():
   dtype = getattr(torch, args.dtype)
   if args.threads:
     torch.set_num_threads(args.threads)
-  torch.manual_seed(0)
-
-  config = ViTMAEConfig(
-      image_size=224, num_channels=1, patch_size=16,
-      hidden_size=512, num_hidden_layers=12, num_attention_heads=8, intermediate_size=2048,
-      decoder_hidden_size=256, decoder_num_hidden_layers=8, decoder_num_attention_heads=16,
-      decoder_intermediate_size=1024, mask_ratio=0.75, norm_pix_loss=False, hidden_act="gelu")
-  model = ViTMAEForPreTraining(config).float().train().to(args.device)
-  forward = torch.compile(model) if args.compile else model
-  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95),
-                                weight_decay=0.05)
-  images = torch.randn(args.batch_size, 1, 224, 224, device=args.device)
-
-  def train_step():
-    with torch.autocast(args.device, dtype=dtype, enabled=dtype != torch.float32):
-      loss = forward(pixel_values=images).loss
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad()
-    return loss
+  model, train_step = build_train_step(args.batch_size, args.device, dtype, args.compile)
 
   for _ in range(2):  # warm-up
     train_step()

@@ -2,6 +2,7 @@
 import functools
 import resource
 import time
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +41,32 @@ def matmul_peak_flops(dtype, size: int, repeats: int = 15) -> float:
   return n * 2 * size**3 / _median_time(lambda: matmul(a), repeats)
 
 
+class StepSetup(NamedTuple):
+  step: Any  # step(state, batch, rng) -> (state, metrics), compiled on its first call
+  state: Any
+  batch: Any  # one fixed random batch, config.steps_per_call steps' worth
+  rng: Any
+  task: MsmTask
+  parallel: Parallel
+
+
+def compiled_step(config, batch_size: int) -> StepSetup:
+  """The MSM train step of `config` with what it needs to be called repeatedly and timed."""
+  config.batch_size = batch_size
+  config.warmup_steps = min(config.warmup_steps, config.total_steps - 1)
+  validate_config(config)
+  task = MsmTask(config)
+  parallel = Parallel(config.parallel, config.steps_per_call)
+  schedule = learning_rate_schedule(config)
+  tx = make_optimizer(config, schedule)
+  state = parallel.init_state(functools.partial(create_train_state, task, tx), jax.random.key(0))
+  step = parallel.compile_step(task.loss_fn, schedule, config.grad_accum_steps)
+  images = np.random.default_rng(0).standard_normal(
+      (batch_size,) + tuple(config.input_shape), dtype=np.float32)
+  batch = parallel.place_batch([{"image": images}] * config.steps_per_call)
+  return StepSetup(step, state, batch, jax.random.key(1), task, parallel)
+
+
 def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
               profile: bool = False) -> dict:
   """Times `steps` MSM train steps (config.steps_per_call per compiled call); with `profile`,
@@ -48,24 +75,12 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
     raise ValueError("--profile needs config.parallel='jit' on CPU: it names modules from "
                      "XLA:CPU's trace events (on a GPU, open a jax.profiler trace in "
                      "TensorBoard or Perfetto instead)")
-  config.batch_size = batch_size
   per_call = config.steps_per_call
   if steps % per_call:
     raise ValueError(f"--steps={steps} must be a multiple of config.steps_per_call={per_call}")
   config.total_steps = max(config.total_steps, steps + per_call)
-  config.warmup_steps = min(config.warmup_steps, config.total_steps - 1)
-  validate_config(config)
-  task = MsmTask(config)
-  parallel = Parallel(config.parallel, per_call)
-  schedule = learning_rate_schedule(config)
-  tx = make_optimizer(config, schedule)
-  state = parallel.init_state(functools.partial(create_train_state, task, tx), jax.random.key(0))
+  step, state, batch, rng, task, parallel = compiled_step(config, batch_size)
   params = parallel.host_state(state).params
-  step = parallel.compile_step(task.loss_fn, schedule, config.grad_accum_steps)
-  images = np.random.default_rng(0).standard_normal(
-      (batch_size,) + tuple(config.input_shape), dtype=np.float32)
-  batch = parallel.place_batch([{"image": images}] * per_call)
-  rng = jax.random.key(1)
 
   state, metrics = step(state, batch, rng)  # compile
   jax.block_until_ready(metrics)
