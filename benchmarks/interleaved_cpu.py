@@ -7,8 +7,8 @@ run `--steps` steps and report seconds per step, so the contenders of one round 
 apart. The summary gives, per contender, the median samples/s and the median over rounds of its
 speed relative to PyTorch's in the same round.
 
-Contenders: msm-jax with steps_per_call=4 and 1, the same with the C++ attention kernel switched
-off (MSM_JAX_NATIVE_KERNELS=0), and PyTorch (run by --torch_python, the venv described in
+Contenders: msm-jax with steps_per_call=4 and 1, msm-jax with steps_per_call=4 and the C++
+attention kernel switched off (MSM_JAX_NATIVE_KERNELS=0), and PyTorch (run by --torch_python, the venv described in
 pytorch_mae_reference.py):
   python benchmarks/interleaved_cpu.py --torch_python=/tmp/torchvenv/bin/python --rounds=8
 """
@@ -27,7 +27,6 @@ CONTENDERS = {  # name: (steps_per_call, native attention kernel)
     "msm-jax steps_per_call=4": (4, "1"),
     "msm-jax steps_per_call=1": (1, "1"),
     "msm-jax steps_per_call=4, no C++ kernel": (4, "0"),
-    "msm-jax steps_per_call=1, no C++ kernel": (1, "0"),
 }
 PYTORCH = "pytorch"
 
