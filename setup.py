@@ -24,7 +24,7 @@ setup(
     description="Masked Spectrogram Modeling (MSM) pretraining of ViT radio foundation models",
     packages=find_packages(include=["msm_jax", "msm_jax.*", "launch", "configs"]),
     # C++ kernel sources, compiled on first use by msm_jax/kernels/native.py (not at install).
-    package_data={"msm_jax.kernels": ["*.cc"]},
+    package_data={"msm_jax.kernels": ["*.cc", "*.h"]},
     python_requires=">=3.11",
     install_requires=CORE + DATA,
     extras_require={"test": ["pytest>=8", "pytest-xdist==3.8.0", "csiread==1.4.1"]},

@@ -56,7 +56,7 @@ def test_can_be_switched_off(fresh_cache, monkeypatch):
   assert native.load(SOURCE) is None and not os.listdir(fresh_cache)
 
 
-def test_the_cache_key_covers_source_compiler_and_jaxlib(tmp_path):
+def test_the_cache_key_covers_source_headers_compiler_and_jaxlib(tmp_path):
   source = tmp_path / "k.cc"
   source.write_text("int a;")
   base = native.library_path(source, "c++", "/inc", "0.10.2")
@@ -64,4 +64,7 @@ def test_the_cache_key_covers_source_compiler_and_jaxlib(tmp_path):
   assert native.library_path(source, "clang++", "/inc", "0.10.2") != base
   assert native.library_path(source, "c++", "/inc", "0.11.0") != base
   source.write_text("int b;")
-  assert native.library_path(source, "c++", "/inc", "0.10.2") != base
+  changed = native.library_path(source, "c++", "/inc", "0.10.2")
+  assert changed != base
+  (tmp_path / "common.h").write_text("int c;")  # a header beside it, which it may include
+  assert native.library_path(source, "c++", "/inc", "0.10.2") != changed

@@ -10,29 +10,19 @@ heads-major transposes around the attention are never materialised. Under jit ov
 each device runs the kernel on its own (batch, head) slices: the custom partitioning below keeps
 the batch and head axes' sharding and the token and width axes whole.
 """
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental.custom_partitioning import custom_partitioning
-from jax.sharding import NamedSharding, PartitionSpec
 
-from msm_jax.kernels import native
+from msm_jax.kernels import native, partitioning
 
 HEAD_WIDTHS = (16, 32, 48, 64, 80, 96, 128)  # the widths attention_cpu.cc is instantiated for
 _FORWARD, _BACKWARD = "msm_attention_forward", "msm_attention_backward"
 
 
-@functools.cache
 def _registered() -> bool:
-  library = native.load("attention_cpu.cc")  # ctypes never unloads it: the handlers stay valid
-  if library is None:
-    return False
-  for name, symbol in ((_FORWARD, library.MsmAttentionForward),
-                       (_BACKWARD, library.MsmAttentionBackward)):
-    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(symbol), platform="cpu")
-  return True
+  return native.register("attention_cpu.cc", **{_FORWARD: "MsmAttentionForward",
+                                                 _BACKWARD: "MsmAttentionBackward"})
 
 
 def supports(qkv) -> bool:
@@ -40,35 +30,13 @@ def supports(qkv) -> bool:
   return qkv.dtype == jnp.float32 and qkv.shape[-1] in HEAD_WIDTHS and _registered()
 
 
-def _shardings(arg_shapes):
+def _layouts(qkv_sharding):
   """Shardings of (qkv, out, lse) that keep qkv's batch and head axes and the rest whole."""
-  sharding = arg_shapes[0].sharding
-  spec = tuple(sharding.spec) + (None,) * 5
+  spec = partitioning.spec_of(qkv_sharding, 5)
   batch, heads = spec[0], spec[3]
-  make = lambda *axes: NamedSharding(sharding.mesh, PartitionSpec(*axes))
-  return (make(batch, None, None, heads, None), make(batch, None, heads, None),
-          make(batch, heads, None))
-
-
-def _partitioned(ffi_call, arg_layouts, result_layouts, rule):
-  """ffi_call wrapped so that the SPMD partitioner splits it by batch and head only; layouts
-  index into _shardings' (qkv, out, lse)."""
-  fn = custom_partitioning(ffi_call)
-
-  def infer(mesh, arg_shapes, result_shape):
-    del mesh, result_shape
-    shardings = _shardings(arg_shapes)
-    return tuple(shardings[i] for i in result_layouts)
-
-  def partition(mesh, arg_shapes, result_shape):
-    del result_shape
-    shardings = _shardings(arg_shapes)
-    return (mesh, ffi_call, tuple(shardings[i] for i in result_layouts),
-            tuple(shardings[i] for i in arg_layouts))
-
-  fn.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=rule,
-                   need_replication_factors=("n", "t", "d"))  # in order of appearance
-  return fn
+  return (partitioning.named(qkv_sharding, batch, None, None, heads, None),
+          partitioning.named(qkv_sharding, batch, None, heads, None),
+          partitioning.named(qkv_sharding, batch, heads, None))
 
 
 def _scale(qkv):
@@ -95,9 +63,11 @@ def _backward_call(qkv, out, lse, d_out):
 
 
 _QKV, _OUT, _LSE = range(3)
-_forward = _partitioned(_forward_call, (_QKV,), (_OUT, _LSE), "b n t h d -> b n h d, b h n")
-_backward = _partitioned(_backward_call, (_QKV, _OUT, _LSE, _OUT), (_QKV,),
-                         "b n t h d, b n h d, b h n, b n h d -> b n t h d")
+_WHOLE = ("n", "t", "d")  # tokens, the q/k/v axis and the head width
+_forward = partitioning.partitioned(_forward_call, _layouts, (_QKV,), (_OUT, _LSE),
+                                    "b n t h d -> b n h d, b h n", _WHOLE)
+_backward = partitioning.partitioned(_backward_call, _layouts, (_QKV, _OUT, _LSE, _OUT), (_QKV,),
+                                     "b n t h d, b n h d, b h n, b n h d -> b n t h d", _WHOLE)
 
 
 @jax.custom_vjp

@@ -9,33 +9,22 @@
 //
 // Inputs are row-major float32; the head width D is a multiple of 16 (the vector width used here).
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <memory>
-#include <thread>
-#include <vector>
 
-#include "xla/ffi/api/ffi.h"
-
-namespace ffi = xla::ffi;
+#include "cpu_common.h"
 
 namespace {
 
-constexpr int kWidth = 16;  // floats per vector (one AVX-512 register, two AVX2 ones)
+using namespace msm_jax;  // NOLINT: the shared vector type and helpers
+
 // Query rows processed together, sharing each key/value load: as many as the accumulators of
 // the (rows x D) products leave registers for.
 template <int D>
 constexpr int Rows() { return D <= 32 ? 8 : 4; }
-typedef float Vec __attribute__((vector_size(kWidth * sizeof(float))));
-typedef float VecUnaligned __attribute__((vector_size(kWidth * sizeof(float)), aligned(4)));
 typedef int32_t IVec __attribute__((vector_size(kWidth * sizeof(int32_t))));
-
-inline Vec Load(const float* p) { return *reinterpret_cast<const VecUnaligned*>(p); }
-inline void Store(float* p, Vec x) { *reinterpret_cast<VecUnaligned*>(p) = x; }
-inline Vec Splat(float x) { return Vec{} + x; }
 
 // exp(x) to ~2 ulp for x in [-87, 88]: 2^n by the exponent bits, 2^f (|f| <= 1/2) by its
 // degree-7 Taylor polynomial (truncation error 5e-9). Written with vector operations so that
@@ -62,18 +51,6 @@ inline Vec Exp(Vec x) {
   return p * scale;
 }
 
-inline float Sum(Vec x) {
-  float s = 0;
-  for (int i = 0; i < kWidth; ++i) s += x[i];
-  return s;
-}
-
-inline float Max(Vec x) {
-  float m = x[0];
-  for (int i = 1; i < kWidth; ++i) m = std::max(m, x[i]);
-  return m;
-}
-
 int Padded(int n) { return (n + kWidth - 1) / kWidth * kWidth; }
 
 // dst[d * np + j] = src[j * D + d], zero for j >= n.
@@ -98,13 +75,6 @@ void RowsTimesTransposed(const float* a, int i0, int n, const float* bt, int np,
     }
     for (int r = 0; r < Rows<D>(); ++r) Store(out + r * np + c, acc[r]);
   }
-}
-
-// Per-thread scratch, grown on demand and reused across calls.
-float* Scratch(size_t floats) {
-  thread_local std::vector<float> buffer;
-  if (buffer.size() < floats) buffer.resize(floats);
-  return buffer.data();
 }
 
 // One head's forward pass on contiguous (n, D) arrays; scratch holds (D + Rows<D>()) * Padded(n).
@@ -211,28 +181,6 @@ void BackwardHead(const float* q, const float* k, const float* v, const float* o
     for (int r = 0; r < Rows<D>() && i0 + r < n; ++r)
       for (int c = 0; c < D / kWidth; ++c) Store(dq + (i0 + r) * D + c * kWidth, acc[r][c]);
   }
-}
-
-// Runs fn(0 .. count-1) on the caller and up to pool.num_threads() - 1 pool tasks, which take
-// indices from a shared counter. The caller returns once every index has run; a task that starts
-// after that finds no index left and touches nothing but the shared state it co-owns.
-template <typename Fn>
-void ParallelFor(ffi::ThreadPool& pool, int64_t count, const Fn& fn) {
-  struct State {
-    std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
-  };
-  auto state = std::make_shared<State>();
-  auto work = [state, count, &fn]() {
-    for (int64_t i; (i = state->next.fetch_add(1)) < count;) {
-      fn(i);
-      state->done.fetch_add(1, std::memory_order_release);
-    }
-  };
-  const int64_t helpers = std::min<int64_t>(pool.num_threads(), count) - 1;
-  for (int64_t t = 0; t < helpers; ++t) pool.Schedule([work]() { work(); });
-  work();
-  while (state->done.load(std::memory_order_acquire) < count) std::this_thread::yield();
 }
 
 // The fused projection's layout: qkv is (B, N, 3, H, D), out and d_out are (B, N, H, D), lse is

@@ -57,8 +57,9 @@ def _cpu_identity() -> str:
 
 
 def library_path(source: Path, cxx: str, include_dir: str, jaxlib_version: str) -> Path:
+  headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]  # what it may include
   key = hashlib.sha256("\0".join([
-      source.read_text(), cxx, " ".join(FLAGS), include_dir, jaxlib_version, platform.machine(),
+      source.read_text(), *headers, cxx, " ".join(FLAGS), include_dir, jaxlib_version, platform.machine(),
       _cpu_identity()]).encode()).hexdigest()[:16]
   return cache_dir() / f"{source.stem}-{key}.so"
 
@@ -69,7 +70,7 @@ def build(source: Path, cxx: str, include_dir: str, target: Path) -> None:
   target.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
   os.close(fd)
-  command = [cxx, *FLAGS, f"-I{include_dir}", str(source), "-o", tmp]
+  command = [cxx, *FLAGS, f"-I{include_dir}", f"-I{source.parent}", str(source), "-o", tmp]
   try:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode:
@@ -106,3 +107,17 @@ def load(source_name: str) -> Optional[ctypes.CDLL]:
                       source_name, e)
       return None
   return ctypes.CDLL(str(target))
+
+
+@functools.cache
+def register(source_name: str, **targets: str) -> bool:
+  """Builds (or loads) SOURCE_DIR/source_name and registers its FFI handlers with XLA:CPU under
+  the given target names (target name -> exported handler symbol). False if it cannot be built
+  here; `load` has said why."""
+  import jax  # pylint: disable=g-import-not-at-top
+  library = load(source_name)  # ctypes never unloads it: the handlers stay valid
+  if library is None:
+    return False
+  for name, symbol in targets.items():
+    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+  return True

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from msm_jax.models.dense import Dense
+from msm_jax.models.norm import LayerNorm
 from msm_jax.models.msm import Encoder
 from msm_jax.models.patches import grid_shape, unpatchify
 from msm_jax.models.posemb import sincos_2d
@@ -37,7 +38,7 @@ class Classifier(nn.Module):
       feature = tokens[:, int(self.encoder.use_cls):].mean(axis=1)
     else:
       raise ValueError(f"config.pool={self.pool!r} must be one of {POOLS}.")
-    feature = nn.LayerNorm(epsilon=1e-6, dtype=jnp.float32, name="head_norm")(feature)
+    feature = LayerNorm(epsilon=1e-6, dtype=jnp.float32, name="head_norm")(feature)
     return Dense(self.num_classes, dtype=jnp.float32, kernel_init=head_init, name="head")(feature)
 
 

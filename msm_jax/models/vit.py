@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from msm_jax.models.attention import self_attention
 from msm_jax.models.dense import Dense
+from msm_jax.models.norm import LayerNorm
 
 Dtype = Any
 
@@ -75,7 +76,7 @@ class Block(nn.Module):
 
   @nn.compact
   def __call__(self, x, deterministic: bool = True):
-    norm = lambda name: nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name=name)
+    norm = lambda name: LayerNorm(epsilon=1e-6, dtype=self.dtype, name=name)
     y = Attention(self.num_heads, dtype=self.dtype, name="attn")(norm("norm1")(x))
     x = x + DropPath(self.drop_path, name="drop_path1")(y, deterministic)
     y = Mlp(self.mlp_dim, dtype=self.dtype, name="mlp")(norm("norm2")(x))
@@ -97,5 +98,5 @@ class Transformer(nn.Module):
       rate = self.drop_path * i / max(self.depth - 1, 1)
       x = Block(self.num_heads, self.mlp_dim, rate, self.dtype, name=f"block{i}")(x, deterministic)
     if self.final_norm:
-      x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
+      x = LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
     return x
