@@ -8,7 +8,7 @@ apart. The summary gives, per contender, the median samples/s and the median ove
 speed relative to PyTorch's in the same round.
 
 Contenders: msm-jax with steps_per_call=4 and 1, msm-jax with steps_per_call=4 and the C++
-attention kernel switched off (MSM_JAX_NATIVE_KERNELS=0), and PyTorch (run by --torch_python, the venv described in
+kernels (attention, LayerNorm) switched off (MSM_JAX_NATIVE_KERNELS=0), and PyTorch (run by --torch_python, the venv described in
 pytorch_mae_reference.py):
   python benchmarks/interleaved_cpu.py --torch_python=/tmp/torchvenv/bin/python --rounds=8
 """
@@ -23,10 +23,10 @@ from pathlib import Path
 
 BATCH = 16
 HERE = Path(__file__).resolve().parent
-CONTENDERS = {  # name: (steps_per_call, native attention kernel)
+CONTENDERS = {  # name: (steps_per_call, MSM_JAX_NATIVE_KERNELS)
     "msm-jax steps_per_call=4": (4, "1"),
     "msm-jax steps_per_call=1": (1, "1"),
-    "msm-jax steps_per_call=4, no C++ kernel": (4, "0"),
+    "msm-jax steps_per_call=4, no C++ kernels": (4, "0"),
 }
 PYTORCH = "pytorch"
 

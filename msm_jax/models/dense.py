@@ -5,7 +5,8 @@ dy (T, out), so one operand has to be transposed in memory first. XLA:CPU picks 
 the wider one (e.g. dy (T, 1024) rather than x (T, 256) for an MLP's first layer). Here the
 narrower operand is transposed and the product is kept in the layout it is computed in (an
 optimization barrier stops XLA from folding the transpose back into the product and choosing
-again). Same parameters, names and values as nn.Dense; about 7% less time per ViT-S MSM train
+again); where that product is (out, in), on CPU it is then transposed once into the kernel's
+layout before the optimizer reads it. Same parameters, names and values as nn.Dense; about 7% less time per ViT-S MSM train
 step on CPU (README, Performance).
 """
 from typing import Any
@@ -33,11 +34,12 @@ def _matmul_bwd(residuals, dy):
   if x2.shape[1] <= dy2.shape[1]:
     dkernel = jax.lax.optimization_barrier(x2.T @ dy2)
   else:
-    # The (out, in) product is transposed once here, into the kernel's own layout: left to
-    # itself XLA:CPU folds the transpose into every consumer (AdamW's moment updates, the
-    # gradient norm), each then reading the gradient with a large stride, ~100 ms per ViT-S step.
     dkernel = jax.lax.optimization_barrier(dy2.T @ x2).T
-    dkernel = jax.lax.optimization_barrier(with_layout_constraint(dkernel, _ROW_MAJOR))
+    if jax.devices()[0].platform == "cpu":
+      # Transposed once here, into the kernel's own layout: left to itself XLA:CPU folds the
+      # transpose into every consumer (AdamW's moment updates, the gradient norm), each then
+      # reading the gradient with a large stride, ~100 ms per ViT-S step.
+      dkernel = jax.lax.optimization_barrier(with_layout_constraint(dkernel, _ROW_MAJOR))
   return dx, dkernel.astype(kernel.dtype)
 
 
