@@ -3,9 +3,10 @@
 Nothing is downloaded and no build step is added to `pip install`: the first process that needs
 a kernel compiles it with the machine's C++ compiler (`$CXX`, else `c++`, `g++` or `clang++`)
 against the XLA FFI headers that jaxlib ships, for the machine's own CPU (-march=native), in
-~10 s. The library is cached under `$MSM_JAX_CACHE` (default `~/.cache/msm_jax`), keyed by the
-source, the flags, jaxlib's version and the CPU, so later processes only load it, and a home
-directory shared by different machines gets one library per CPU model.
+5-10 s per source. The library is cached under `$MSM_JAX_CACHE` (default `~/.cache/msm_jax`),
+keyed by the source and the headers beside it, the flags, jaxlib's version and the CPU, so later
+processes only load it, and a home directory shared by different machines gets one library per
+CPU model.
 
 Without a compiler, or with `MSM_JAX_NATIVE_KERNELS=0`, `load` returns None and says why once;
 callers then use their pure-XLA formula, which gives the same values, only slower.
@@ -99,7 +100,7 @@ def load(source_name: str) -> Optional[ctypes.CDLL]:
   source = SOURCE_DIR / source_name
   target = library_path(source, cxx, jax.ffi.include_dir(), jaxlib.__version__)
   if not target.exists():
-    logging.info("Compiling %s for this CPU (once per machine, ~10 s) into %s", source_name, target)
+    logging.info("Compiling %s for this CPU (once per machine, 5-10 s) into %s", source_name, target)
     try:
       build(source, cxx, jax.ffi.include_dir(), target)
     except (BuildError, OSError) as e:
