@@ -68,3 +68,11 @@ def test_the_cache_key_covers_source_headers_compiler_and_jaxlib(tmp_path):
   assert changed != base
   (tmp_path / "common.h").write_text("int c;")  # a header beside it, which it may include
   assert native.library_path(source, "c++", "/inc", "0.10.2") != changed
+
+
+def test_a_kernel_call_without_its_library_says_so(fresh_cache, monkeypatch):
+  monkeypatch.setenv("MSM_JAX_NATIVE_KERNELS", "0")
+  targets = {"msm_test_only_target": "MsmAttentionForward"}  # a registration key of its own
+  assert native.register(SOURCE, **targets) is False
+  with pytest.raises(RuntimeError, match=f"{SOURCE} could not be built"):
+    native.require(SOURCE, **targets)

@@ -18,11 +18,12 @@ from msm_jax.kernels import native, partitioning
 
 HEAD_WIDTHS = (16, 32, 48, 64, 80, 96, 128)  # the widths attention_cpu.cc is instantiated for
 _FORWARD, _BACKWARD = "msm_attention_forward", "msm_attention_backward"
+_SOURCE = "attention_cpu.cc"
+_HANDLERS = {_FORWARD: "MsmAttentionForward", _BACKWARD: "MsmAttentionBackward"}  # target: symbol
 
 
 def _registered() -> bool:
-  return native.register("attention_cpu.cc", **{_FORWARD: "MsmAttentionForward",
-                                                 _BACKWARD: "MsmAttentionBackward"})
+  return native.register(_SOURCE, **_HANDLERS)
 
 
 def supports(qkv) -> bool:
@@ -43,21 +44,15 @@ def _scale(qkv):
   return np.float32(qkv.shape[-1]**-0.5)
 
 
-def _require_kernel():
-  if not _registered():
-    raise RuntimeError("msm_jax's CPU attention kernel could not be built on this machine (see "
-                       "the log); msm_jax.models.attention.self_attention falls back to XLA")
-
-
 def _forward_call(qkv):
-  _require_kernel()
+  native.require(_SOURCE, **_HANDLERS)
   b, n, _, h, d = qkv.shape
   shapes = (jax.ShapeDtypeStruct((b, n, h, d), qkv.dtype), jax.ShapeDtypeStruct((b, h, n), qkv.dtype))
   return tuple(jax.ffi.ffi_call(_FORWARD, shapes)(qkv, scale=_scale(qkv)))
 
 
 def _backward_call(qkv, out, lse, d_out):
-  _require_kernel()
+  native.require(_SOURCE, **_HANDLERS)
   shapes = (jax.ShapeDtypeStruct(qkv.shape, qkv.dtype),)  # a 1-tuple, like the partitioning's
   return tuple(jax.ffi.ffi_call(_BACKWARD, shapes)(qkv, out, lse, d_out, scale=_scale(qkv)))
 

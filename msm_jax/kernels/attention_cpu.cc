@@ -266,9 +266,6 @@ ffi::Error Dispatch(int d, Args... args) {
       "msm_attention: head width must be one of 16, 32, 48, 64, 80, 96, 128");
 }
 
-using F32 = ffi::Buffer<ffi::F32>;
-using F32Out = ffi::ResultBuffer<ffi::F32>;
-
 ffi::Error LayoutOf(const F32& qkv, Layout* l) {
   const auto dims = qkv.dimensions();
   if (dims.size() != 5 || dims[2] != 3)

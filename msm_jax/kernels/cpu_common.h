@@ -21,6 +21,9 @@ constexpr int kWidth = 16;  // floats per vector (one AVX-512 register, two AVX2
 typedef float Vec __attribute__((vector_size(kWidth * sizeof(float))));
 typedef float VecUnaligned __attribute__((vector_size(kWidth * sizeof(float)), aligned(4)));
 
+using F32 = ffi::Buffer<ffi::F32>;  // the kernels' arguments and results
+using F32Out = ffi::ResultBuffer<ffi::F32>;
+
 inline Vec Load(const float* p) { return *reinterpret_cast<const VecUnaligned*>(p); }
 inline void Store(float* p, Vec x) { *reinterpret_cast<VecUnaligned*>(p) = x; }
 inline Vec Splat(float x) { return Vec{} + x; }

@@ -16,11 +16,12 @@ from msm_jax.kernels import native, partitioning
 
 _FORWARD, _BACKWARD = "msm_layer_norm_forward", "msm_layer_norm_backward"
 _VECTOR = 16  # the kernel's vector width: the normalised axis must be a multiple of it
+_SOURCE = "layer_norm_cpu.cc"
+_HANDLERS = {_FORWARD: "MsmLayerNormForward", _BACKWARD: "MsmLayerNormBackward"}  # target: symbol
 
 
 def _registered() -> bool:
-  return native.register("layer_norm_cpu.cc", **{_FORWARD: "MsmLayerNormForward",
-                                                  _BACKWARD: "MsmLayerNormBackward"})
+  return native.register(_SOURCE, **_HANDLERS)
 
 
 def supports(x) -> bool:
@@ -42,16 +43,10 @@ _X, _VEC, _ROWS, _SAMPLES = range(4)
 _WHOLE = ("n", "d")  # tokens and width
 
 
-def _require_kernel():
-  if not _registered():
-    raise RuntimeError("msm_jax's CPU LayerNorm kernel could not be built on this machine (see "
-                       "the log); msm_jax.models.norm.LayerNorm falls back to flax's")
-
-
 @functools.cache
 def _forward(eps: float):
   def call(x, scale, bias):
-    _require_kernel()
+    native.require(_SOURCE, **_HANDLERS)
     b, n, _ = x.shape
     rows = jax.ShapeDtypeStruct((b, n), x.dtype)
     shapes = (jax.ShapeDtypeStruct(x.shape, x.dtype), rows, rows)
@@ -61,7 +56,7 @@ def _forward(eps: float):
 
 
 def _backward_call(x, scale, mean, rstd, dy):
-  _require_kernel()
+  native.require(_SOURCE, **_HANDLERS)
   b, _, d = x.shape
   per_sample = jax.ShapeDtypeStruct((b, d), x.dtype)
   shapes = (jax.ShapeDtypeStruct(x.shape, x.dtype), per_sample, per_sample)

@@ -122,3 +122,11 @@ def register(source_name: str, **targets: str) -> bool:
   for name, symbol in targets.items():
     jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
   return True
+
+
+def require(source_name: str, **targets: str) -> None:
+  """`register`, raising where the library cannot be built here: for a kernel's call, which
+  the models only reach after checking that it is registered (else they use their XLA formula)."""
+  if not register(source_name, **targets):
+    raise RuntimeError(f"msm_jax's CPU kernel {source_name} could not be built on this machine "
+                       "(see the log); the models use their XLA formulas instead")

@@ -6,8 +6,8 @@ the wider one (e.g. dy (T, 1024) rather than x (T, 256) for an MLP's first layer
 narrower operand is transposed and the product is kept in the layout it is computed in (an
 optimization barrier stops XLA from folding the transpose back into the product and choosing
 again); where that product is (out, in), on CPU it is then transposed once into the kernel's
-layout before the optimizer reads it. Same parameters, names and values as nn.Dense; about 7% less time per ViT-S MSM train
-step on CPU (README, Performance).
+layout before the optimizer reads it. Same parameters, names and values as nn.Dense; about 7%
+less time per ViT-S MSM train step on CPU (README, Performance).
 """
 from typing import Any
 

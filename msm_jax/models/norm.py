@@ -1,7 +1,7 @@
 """The LayerNorm of every model here: flax's nn.LayerNorm, by msm_jax/kernels' fused C++ kernel
 on CPU in float32.
 
-XLA:CPU's row reductions made LayerNorm ~8% of the paper's ViT-S MSM train step; the kernel
+XLA:CPU's row reductions made LayerNorm 6-8% of the paper's ViT-S MSM train step; the kernel
 takes most of that off (README, Performance). Same parameters, names and defaults as
 nn.LayerNorm; where the kernel does not apply (another platform, another dtype, a width that is
 not a multiple of 16, options other than a plain last-axis norm with scale and bias, no C++
