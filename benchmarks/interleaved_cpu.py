@@ -7,8 +7,9 @@ run `--steps` steps and report seconds per step, so the contenders of one round 
 apart. The summary gives, per contender, the median samples/s and the median over rounds of its
 speed relative to PyTorch's in the same round.
 
-Contenders: msm-jax with steps_per_call=4 and 1, msm-jax with steps_per_call=4 and the C++
-kernels (attention, LayerNorm) switched off (MSM_JAX_NATIVE_KERNELS=0), and PyTorch (run by --torch_python, the venv described in
+Contenders: msm-jax as configured by default (steps_per_call=0, automatic: 4 steps per call on
+CPU), msm-jax with one step per call, msm-jax by default but with the C++ kernels (attention,
+LayerNorm) switched off (MSM_JAX_NATIVE_KERNELS=0), and PyTorch (run by --torch_python, the venv described in
 pytorch_mae_reference.py):
   python benchmarks/interleaved_cpu.py --torch_python=/tmp/torchvenv/bin/python --rounds=8
 """
@@ -23,10 +24,10 @@ from pathlib import Path
 
 BATCH = 16
 HERE = Path(__file__).resolve().parent
-CONTENDERS = {  # name: (steps_per_call, MSM_JAX_NATIVE_KERNELS)
-    "msm-jax steps_per_call=4": (4, "1"),
-    "msm-jax steps_per_call=1": (1, "1"),
-    "msm-jax steps_per_call=4, no C++ kernels": (4, "0"),
+CONTENDERS = {  # name: (config.steps_per_call, MSM_JAX_NATIVE_KERNELS)
+    "msm-jax default (4 steps per call)": (0, "1"),
+    "msm-jax, 1 step per call": (1, "1"),
+    "msm-jax default, no C++ kernels": (0, "0"),
 }
 PYTORCH = "pytorch"
 
@@ -49,6 +50,7 @@ def jax_worker(steps_per_call: int):
   config.model.dtype = "float32"
   config.steps_per_call = steps_per_call
   step, state, batch, rng, _, _ = compiled_step(config, BATCH)
+  steps_per_call = config.steps_per_call  # 0 resolved by compiled_step
   holder = {"state": state}
 
   def run_steps(count):

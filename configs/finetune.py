@@ -75,7 +75,7 @@ def get_config(variant: str = "seg_tiny"):
   c.grad_accum_steps = 1
 
   c.parallel = "jit"
-  c.steps_per_call = 1
+  c.steps_per_call = 0  # automatic, as in configs/pretrain.py
   c.log_every = 50 if size == "tiny" else 100
   c.checkpoint_every = 300 if size == "tiny" else 2_000
   c.keep_checkpoints = 2

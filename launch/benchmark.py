@@ -1,7 +1,7 @@
 r"""Time the compiled MSM train step on synthetic arrays and print one JSON line.
 
   python -m launch.benchmark --config=configs/pretrain.py:vit_s --config.model.dtype=float32 \
-      --batch_size=16 --steps=5
+      --batch_size=16 --steps=8
 
 step_flops is the analytic matrix-product count (forward + backward); peak_flops_per_sec is a
 matrix product in the same dtype measured on the same devices; fraction_of_peak is their ratio.
@@ -14,7 +14,8 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/pretrain.py:vit_s.")
 flags.DEFINE_integer("batch_size", 16, "Global batch size.")
-flags.DEFINE_integer("steps", 5, "Timed steps after one compile step.")
+flags.DEFINE_integer("steps", 8, "Timed steps after one compile call (a multiple of the steps "
+                     "per call; config.steps_per_call=0 picks a divisor of it).")
 flags.DEFINE_integer("peak_size", 0, "Matrix size for the peak measurement (0: 2048 CPU, 8192 else).")
 flags.DEFINE_bool("profile", False, "CPU only: add time_by_module_ms, a profiler trace of 2 steps "
                   "in ms per step by encoder/decoder module (forward and backward apart).")

@@ -92,6 +92,7 @@ def test_cli_reports_a_bad_config_by_field(tmp_path):
     ("warmup_steps", 5000, "config.warmup_steps=5000"),
     ("parallel", "dp", "config.parallel"),
     ("steps_per_call", 7, "config.total_steps=1000 must be a multiple of config.steps_per_call=7"),
+    ("steps_per_call", -1, "config.steps_per_call=-1 must be >= 1, or 0 for automatic"),
 ])
 def test_impossible_configs_name_the_field(field, value, message):
   config = get_config("tiny")
@@ -128,3 +129,44 @@ def test_several_steps_per_call_log_and_checkpoint_at_call_boundaries(tmp_path):
   # Calls end at steps 2, 4, 6, 8: a cadence is honoured at the end of the call reaching it.
   assert [r["step"] for r in records(str(tmp_path))] == [4, 6, 8]
   assert Checkpointer(str(tmp_path)).all_steps() == [6, 8]
+
+
+def test_automatic_steps_per_call_divides_every_boundary():
+  from msm_jax.training.parallel import resolve_steps_per_call
+  assert resolve_steps_per_call(3, 0, 100, 10, platform="cpu") == 3  # explicit: kept
+  # start, total, log/checkpoint/figure cadences (0 = figures off, no constraint)
+  assert resolve_steps_per_call(0, 0, 100_000, 100, 2_000, 5_000, platform="cpu") == 4
+  assert resolve_steps_per_call(0, 0, 1_000, 50, 250, 250, platform="cpu") == 2
+  assert resolve_steps_per_call(0, 0, 200, 10, 2_000, 0, platform="cpu") == 2
+  assert resolve_steps_per_call(0, 6, 200, 100, 100, 0, platform="cpu") == 2  # resumed at 6
+  assert resolve_steps_per_call(0, 0, 1_000, 7, 250, 250, platform="cpu") == 1
+  assert resolve_steps_per_call(0, 0, 100_000, 100, 2_000, 5_000, platform="gpu") == 1
+
+
+def test_automatic_steps_per_call_keeps_exact_cadences_and_resume_checks_it(tmp_path, monkeypatch):
+  from msm_jax.training import loop
+  from msm_jax.training.pretrain import pretrain
+  compiled_with = []
+
+  class Spy(loop.Parallel):
+    def __init__(self, mode, steps_per_call=1):
+      compiled_with.append(steps_per_call)
+      super().__init__(mode, steps_per_call)
+  monkeypatch.setattr(loop, "Parallel", Spy)
+  config = get_config("tiny")
+  assert config.steps_per_call == 0
+  config.update(dict(input_shape=(32, 32, 1), batch_size=16, total_steps=8, warmup_steps=1,
+                     log_every=4, checkpoint_every=8, figure_every=0))
+  pretrain(config, str(tmp_path))
+  assert compiled_with == [4]
+  assert [r["step"] for r in records(str(tmp_path))] == [4, 8]
+  # Resumed at step 8 towards 18: 10 steps left. Explicit 3 steps per call cannot end there...
+  config.update(dict(total_steps=18, steps_per_call=3, checkpoint_every=18))
+  with pytest.raises(ValueError, match="config.steps_per_call=3 does not divide the 10 steps "
+                                       "left after resuming at step 8"):
+    pretrain(config, str(tmp_path))
+  # ... and automatic picks 2, which divides 8, 18 and the cadences.
+  config.steps_per_call = 0
+  state = pretrain(config, str(tmp_path))
+  assert compiled_with[-1] == 2 and int(state.step) == 18
+  assert [r["step"] for r in records(str(tmp_path))] == [4, 8, 12, 16, 18]

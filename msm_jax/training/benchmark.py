@@ -12,7 +12,7 @@ from msm_jax.models.build import compute_dtype
 from msm_jax.models.flops import msm_train_flops_per_sample
 from msm_jax.training.loop import create_train_state
 from msm_jax.training.optimizer import learning_rate_schedule, make_optimizer
-from msm_jax.training.parallel import Parallel
+from msm_jax.training.parallel import Parallel, resolve_steps_per_call
 from msm_jax.training.pretrain import MsmTask
 from msm_jax.training.validate import validate_config
 
@@ -55,6 +55,7 @@ def compiled_step(config, batch_size: int) -> StepSetup:
   config.batch_size = batch_size
   config.warmup_steps = min(config.warmup_steps, config.total_steps - 1)
   validate_config(config)
+  config.steps_per_call = resolve_steps_per_call(config.steps_per_call)
   task = MsmTask(config)
   parallel = Parallel(config.parallel, config.steps_per_call)
   schedule = learning_rate_schedule(config)
@@ -75,7 +76,8 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
     raise ValueError("--profile needs config.parallel='jit' on CPU: it names modules from "
                      "XLA:CPU's trace events (on a GPU, open a jax.profiler trace in "
                      "TensorBoard or Perfetto instead)")
-  per_call = config.steps_per_call
+  # Auto: the steps per call that a run logging every `steps` steps would get.
+  per_call = config.steps_per_call = resolve_steps_per_call(config.steps_per_call, steps)
   if steps % per_call:
     raise ValueError(f"--steps={steps} must be a multiple of config.steps_per_call={per_call}")
   config.total_steps = max(config.total_steps, steps + per_call)

@@ -16,7 +16,7 @@ from msm_jax.checkpoint.manager import Checkpointer
 from msm_jax.data.source import make_source
 from msm_jax.metrics.logger import TrainLogger
 from msm_jax.training.optimizer import learning_rate_schedule, make_optimizer
-from msm_jax.training.parallel import Parallel
+from msm_jax.training.parallel import Parallel, resolve_steps_per_call
 from msm_jax.training.validate import validate_config
 
 
@@ -94,11 +94,21 @@ def train(config, workdir: str, task: Task, source=None):
   `source` defaults to make_source(config.data, ...); callers that already built it pass it in.
   """
   validate_config(config)
-  parallel = Parallel(config.parallel, config.steps_per_call)
+  os.makedirs(workdir, exist_ok=True)
+  checkpointer = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+  start_step = checkpointer.latest_step() or 0
+  per_call = resolve_steps_per_call(config.steps_per_call, start_step, config.total_steps,
+                                    config.log_every, config.checkpoint_every,
+                                    config.figure_every)
+  if (config.total_steps - start_step) % per_call:
+    raise ValueError(
+        f"config.steps_per_call={per_call} does not divide the {config.total_steps - start_step} "
+        f"steps left after resuming at step {start_step} of config.total_steps="
+        f"{config.total_steps}; choose a divisor, or 0 for automatic")
+  parallel = Parallel(config.parallel, per_call)
   if source is None:
     source = make_source(config.data, tuple(config.input_shape), config.seed)
   is_chief = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
   if is_chief:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
@@ -108,19 +118,17 @@ def train(config, workdir: str, task: Task, source=None):
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
 
   init_state = functools.partial(create_train_state, task, tx)
-  checkpointer = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
-  if checkpointer.latest_step() is not None:
+  if start_step:
     abstract = parallel.state_shardings(jax.eval_shape(init_state, init_rng))
     state = parallel.place_state(checkpointer.restore_state(abstract))
+    logging.info("Resumed from %s at step %d.", workdir, start_step)
   else:
     state = parallel.init_state(init_state, init_rng)
     host = parallel.host_state(state)
     params = task.pretrained_params(jax.device_get(host.params))
     if params is not None:  # the optimizer state does not depend on the parameter values
       state = parallel.place_state(host.replace(params=params))
-  start_step = int(parallel.host_state(state).step)
-  if start_step:
-    logging.info("Resumed from %s at step %d.", workdir, start_step)
+  logging.info("%d train step(s) per compiled call.", per_call)
 
   step_fn = parallel.compile_step(task.loss_fn, schedule, config.grad_accum_steps)
   batches = source.batches(global_batch_size=config.batch_size, start_step=start_step,
@@ -140,15 +148,15 @@ def train(config, workdir: str, task: Task, source=None):
   with _StopRequest() as stop:
     step = start_step
     while step < config.total_steps:
-      local_batches = [next(batches) for _ in range(config.steps_per_call)]
+      local_batches = [next(batches) for _ in range(per_call)]
       if figure_images is None:
         figure_images = local_batches[0]["image"][:config.figure_examples]
       state, metrics = step_fn(state, parallel.place_batch(local_batches), train_rng)
-      step += config.steps_per_call
+      step += per_call
       last = step == config.total_steps
 
       def due(every: int) -> bool:  # the call just run included a step that is a multiple
-        return every > 0 and (step % every < config.steps_per_call or last)
+        return every > 0 and (step % every < per_call or last)
 
       if due(config.log_every):
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}

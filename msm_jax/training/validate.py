@@ -24,12 +24,13 @@ def validate_config(config):
   _require(0 <= config.warmup_steps < config.total_steps,
            f"config.warmup_steps={config.warmup_steps} must be below config.total_steps="
            f"{config.total_steps}")
-  for field in ("log_every", "checkpoint_every", "grad_accum_steps", "keep_checkpoints",
-                "steps_per_call"):
+  for field in ("log_every", "checkpoint_every", "grad_accum_steps", "keep_checkpoints"):
     _require(config[field] >= 1, f"config.{field}={config[field]} must be >= 1")
+  _require(config.steps_per_call >= 0,
+           f"config.steps_per_call={config.steps_per_call} must be >= 1, or 0 for automatic")
   # Logs, checkpoints and figures fall on the end of the call that reaches their cadence, but
-  # the run must end on a whole call.
-  _require(config.total_steps % config.steps_per_call == 0,
+  # the run must end on a whole call (a resumed run is checked again in `train`).
+  _require(config.total_steps % max(config.steps_per_call, 1) == 0,
            f"config.total_steps={config.total_steps} must be a multiple of "
            f"config.steps_per_call={config.steps_per_call}")
   devices = jax.device_count()
