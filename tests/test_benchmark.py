@@ -26,6 +26,30 @@ def test_benchmark_reports_throughput_and_where_time_goes():
   assert all(ms >= 0 for ms in modules.values()) and sum(modules.values()) > 0
 
 
+def test_peak_is_sampled_between_timed_stretches(monkeypatch):
+  from msm_jax.training import benchmark as module
+  events = []
+  rates = iter(range(1, 100))
+
+  def fake_rate(dtype, size):
+    return lambda: events.append("peak") or next(rates) * 1e9
+  real_setup = module.compiled_step
+
+  def spied_setup(config, batch_size):
+    setup = real_setup(config, batch_size)
+    return setup._replace(step=lambda *a: events.append("call") or setup.step(*a))
+  monkeypatch.setattr(module, "matmul_rate", fake_rate)
+  monkeypatch.setattr(module, "compiled_step", spied_setup)
+  config = get_config("tiny")
+  config.input_shape, config.steps_per_call = (32, 32, 1), 2
+  result = benchmark(config, batch_size=8, steps=16)
+  # A compile call, then 8 timed calls in 4 stretches of 2, each followed by 4 peak samples.
+  assert events == ["call"] + (["call"] * 2 + ["peak"] * 4) * 4
+  assert result["peak_flops_per_sec"] == 8.5e9  # the median of 1..16 GFLOP/s
+  assert result["peak_flops_per_sec_range"] == [1e9, 16e9]
+  assert result["steps_per_call"] == 2
+
+
 def test_profile_refuses_what_it_cannot_attribute(monkeypatch):
   config = get_config("tiny")
   config.parallel = "pmap"

@@ -17,28 +17,28 @@ from msm_jax.training.pretrain import MsmTask
 from msm_jax.training.validate import validate_config
 
 
-def _median_time(fn, repeats: int) -> float:
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+# The matmul peak is sampled between stretches of timed steps, not once before or after them:
+# on a shared or turbo-boosting machine the sustained rate drifts within minutes, and the ratio
+# of two rates measured minutes apart would compare the machine's moods, not the code.
+PEAK_SAMPLES = 15  # in all; the peak is their median, robust to a single short burst
+TIMED_STRETCHES = 4  # at most; each is followed by its share of the peak samples
 
 
-def matmul_peak_flops(dtype, size: int, repeats: int = 15) -> float:
-  """Sustained FLOP/s of a size^3 matrix product in `dtype` on every device.
-
-  The median of many repeats, not the best one: on shared or turbo-boosting machines a single
-  short burst can run far above what a multi-second train step can sustain.
-  """
+def matmul_rate(dtype, size: int):
+  """A function returning the FLOP/s of one size^3 matrix product in `dtype` on every device,
+  compiled and warmed up here."""
   mesh_sharding = jax.sharding.NamedSharding(
       jax.sharding.Mesh(np.asarray(jax.devices()), ("d",)), jax.sharding.PartitionSpec("d"))
   n = jax.device_count()
   a = jax.device_put(jnp.ones((n, size, size), dtype), mesh_sharding)
   matmul = jax.jit(lambda x: jnp.einsum("bij,bjk->bik", x, x))
   matmul(a).block_until_ready()
-  return n * 2 * size**3 / _median_time(lambda: matmul(a), repeats)
+
+  def sample() -> float:
+    start = time.perf_counter()
+    matmul(a).block_until_ready()
+    return n * 2 * size**3 / (time.perf_counter() - start)
+  return sample
 
 
 class StepSetup(NamedTuple):
@@ -86,24 +86,30 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
 
   state, metrics = step(state, batch, rng)  # compile
   jax.block_until_ready(metrics)
-  usage = resource.getrusage(resource.RUSAGE_SELF)
-  start = time.perf_counter()
-  for _ in range(steps // per_call):
-    state, metrics = step(state, batch, rng)
-  jax.block_until_ready(metrics)
-  seconds = (time.perf_counter() - start) / steps
-  # On CPU, fresh temporaries are page-faulted in every step; worth watching (see README).
-  after = resource.getrusage(resource.RUSAGE_SELF)
-  faults = (after.ru_minflt - usage.ru_minflt) / steps
-  system_seconds = (after.ru_stime - usage.ru_stime) / steps
+  dtype = compute_dtype(config.model.dtype)
+  on_cpu = jax.devices()[0].platform == "cpu"
+  peak_sample = matmul_rate(dtype, peak_size or (2048 if on_cpu else 8192))
+  stretches = np.array_split(np.arange(steps // per_call), min(TIMED_STRETCHES, steps // per_call))
+  seconds, faults, system_seconds, peaks = 0.0, 0, 0.0, []
+  for stretch in stretches:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.perf_counter()
+    for _ in stretch:
+      state, metrics = step(state, batch, rng)
+    jax.block_until_ready(metrics)
+    seconds += time.perf_counter() - start
+    # On CPU, fresh temporaries are page-faulted in every call; worth watching (see README).
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    faults += after.ru_minflt - usage.ru_minflt
+    system_seconds += after.ru_stime - usage.ru_stime
+    peaks += [peak_sample() for _ in range(-(-PEAK_SAMPLES // len(stretches)))]
+  seconds, faults, system_seconds = seconds / steps, faults / steps, system_seconds / steps
+  peak = float(np.median(peaks))
   extra = {}
   if profile:
     from msm_jax.training.profile import time_by_module
     extra["time_by_module_ms"] = time_by_module(step, state, batch, rng)
 
-  dtype = compute_dtype(config.model.dtype)
-  on_cpu = jax.devices()[0].platform == "cpu"
-  peak = matmul_peak_flops(dtype, peak_size or (2048 if on_cpu else 8192))
   step_flops = batch_size * msm_train_flops_per_sample(config.model, config.input_shape,
                                                        task.keep)
   count = lambda tree: int(sum(x.size for x in jax.tree.leaves(tree)))
@@ -120,6 +126,7 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
       "step_flops": step_flops,
       "achieved_flops_per_sec": step_flops / seconds,
       "peak_flops_per_sec": peak,
+      "peak_flops_per_sec_range": [float(min(peaks)), float(max(peaks))],
       "fraction_of_peak": step_flops / seconds / peak,
       "encoder_params": count(params["encoder"]),
       "decoder_params": count(params["decoder"]),
