@@ -4,8 +4,10 @@ On a shared VM the speed of the same program drifts by up to 2x within minutes, 
 benchmark runs minutes apart compare the machine, not the code. Here each contender is a
 long-lived process that compiles/warms up once and then waits; every round asks each in turn to
 run `--steps` steps and report seconds per step, so the contenders of one round are timed seconds
-apart. The summary gives, per contender, the median samples/s and the median over rounds of its
-speed relative to PyTorch's in the same round.
+apart. The summary gives, per contender, the median samples/s, the median over rounds of its speed
+relative to PyTorch's in the same round, and the median over rounds of its fraction of the peak:
+analytic step FLOPs / time / the fp32 matmul rate (what launch.benchmark calls the peak)
+sampled by one more process right after that round's contenders.
 
 Contenders: msm-jax as configured by default (steps_per_call=0, automatic: 4 steps per call on
 CPU), msm-jax with one step per call, msm-jax by default but with the C++ kernels (attention,
@@ -30,16 +32,41 @@ CONTENDERS = {  # name: (config.steps_per_call, MSM_JAX_NATIVE_KERNELS)
     "msm-jax default, no C++ kernels": (0, "0"),
 }
 PYTORCH = "pytorch"
+PEAK = "peak"  # not a contender: samples the matmul rate each round
+PEAK_SAMPLES = 5  # per round
 
 
-def serve(run_steps):
-  """Worker loop: 'ready', then for each stdin line N, run N steps and print seconds per step."""
+def serve(measure):
+  """Worker loop: 'ready', then for each stdin line N, print measure(N)."""
   print("ready", flush=True)
   for line in sys.stdin:
-    count = int(line)
+    print(measure(int(line)), flush=True)
+
+
+def seconds_per_step(run_steps):
+  def measure(count):
     start = time.perf_counter()
     run_steps(count)
-    print((time.perf_counter() - start) / count, flush=True)
+    return (time.perf_counter() - start) / count
+  return measure
+
+
+def peak_worker():
+  """The fp32 matmul rate that launch.benchmark calls the peak: N samples, their median."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from msm_jax.training.benchmark import matmul_rate  # pylint: disable=g-import-not-at-top
+  sample = matmul_rate(jnp.float32, 2048)
+  serve(lambda count: float(np.median([sample() for _ in range(count)])))
+
+
+def step_flops() -> float:
+  """Analytic FLOPs of one ViT-S train step of BATCH samples, as launch.benchmark counts them."""
+  from configs.pretrain import get_config  # pylint: disable=g-import-not-at-top
+  from msm_jax.models.flops import msm_train_flops_per_sample  # pylint: disable=g-import-not-at-top
+  from msm_jax.training.pretrain import MsmTask  # pylint: disable=g-import-not-at-top
+  config = get_config("vit_s")
+  return BATCH * msm_train_flops_per_sample(config.model, config.input_shape, MsmTask(config).keep)
 
 
 def jax_worker(steps_per_call: int):
@@ -61,7 +88,7 @@ def jax_worker(steps_per_call: int):
     jax.block_until_ready(metrics)
 
   run_steps(2 * steps_per_call)  # compile, warm up
-  serve(run_steps)
+  serve(seconds_per_step(run_steps))
 
 
 def torch_worker():
@@ -70,7 +97,7 @@ def torch_worker():
   _, train_step = build_train_step(BATCH)
   for _ in range(2):
     train_step()
-  serve(lambda count: [train_step() for _ in range(count)])
+  serve(seconds_per_step(lambda count: [train_step() for _ in range(count)]))
 
 
 def start(name, command, env):
@@ -79,6 +106,12 @@ def start(name, command, env):
   if process.stdout.readline().strip() != "ready":
     raise RuntimeError(f"{name} worker did not start: {' '.join(command)}")
   return process
+
+
+def ask(process, count: int) -> float:
+  process.stdin.write(f"{count}\n")
+  process.stdin.flush()
+  return float(process.stdout.readline())
 
 
 def main():
@@ -90,6 +123,8 @@ def main():
   args = parser.parse_args()
   if args.worker == PYTORCH:
     return torch_worker()
+  if args.worker == PEAK:
+    return peak_worker()
   if args.worker:
     return jax_worker(CONTENDERS[args.worker][0])
   if not args.torch_python:
@@ -101,24 +136,33 @@ def main():
     print(f"starting {name}", file=sys.stderr, flush=True)
     processes[name] = start(name, [sys.executable, script, f"--worker={name}"],
                             {"MSM_JAX_NATIVE_KERNELS": native})
+  peak = start(PEAK, [sys.executable, script, f"--worker={PEAK}"], {})
   seconds = {name: [] for name in processes}
+  peaks = []
   for round_ in range(args.rounds):
     for name, process in processes.items():
-      process.stdin.write(f"{args.steps}\n")
-      process.stdin.flush()
-      seconds[name].append(float(process.stdout.readline()))
-    print(f"round {round_}: " + ", ".join(f"{n} {BATCH / s[-1]:.2f}" for n, s in seconds.items()),
-          file=sys.stderr, flush=True)
-  for process in processes.values():
+      seconds[name].append(ask(process, args.steps))
+    peaks.append(ask(peak, PEAK_SAMPLES))
+    print(f"round {round_}: " + ", ".join(f"{n} {BATCH / s[-1]:.2f}" for n, s in seconds.items())
+          + f"; matmul {peaks[-1] / 1e9:.0f} GFLOP/s", file=sys.stderr, flush=True)
+  for process in [*processes.values(), peak]:
     process.stdin.close()
     process.wait()
-  summary = {name: {
-      "samples_per_sec": BATCH / statistics.median(s),
-      "speed_vs_pytorch": statistics.median(t / m for t, m in zip(seconds[PYTORCH], s)),
-      "speed_vs_pytorch_range": [min(t / m for t, m in zip(seconds[PYTORCH], s)),
-                                 max(t / m for t, m in zip(seconds[PYTORCH], s))],
-  } for name, s in seconds.items()}
-  print(json.dumps({"batch_size": BATCH, "rounds": args.rounds, "steps": args.steps, **summary}))
+  flops = step_flops()
+
+  def median_and_range(values):
+    values = list(values)
+    return statistics.median(values), [min(values), max(values)]
+  summary = {}
+  for name, s in seconds.items():
+    speed, speed_range = median_and_range(t / m for t, m in zip(seconds[PYTORCH], s))
+    fraction, fraction_range = median_and_range(flops / m / p for m, p in zip(s, peaks))
+    summary[name] = {"samples_per_sec": BATCH / statistics.median(s),
+                     "speed_vs_pytorch": speed, "speed_vs_pytorch_range": speed_range,
+                     "fraction_of_peak": fraction, "fraction_of_peak_range": fraction_range}
+  print(json.dumps({"batch_size": BATCH, "rounds": args.rounds, "steps": args.steps,
+                    "step_flops": flops, "peak_flops_per_sec": statistics.median(peaks),
+                    **summary}))
 
 
 if __name__ == "__main__":
