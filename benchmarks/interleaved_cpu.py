@@ -55,18 +55,17 @@ def peak_worker():
   """The fp32 matmul rate that launch.benchmark calls the peak: N samples, their median."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from msm_jax.training.benchmark import matmul_rate  # pylint: disable=g-import-not-at-top
-  sample = matmul_rate(jnp.float32, 2048)
+  from msm_jax.training import benchmark  # pylint: disable=g-import-not-at-top
+  sample = benchmark.matmul_rate(jnp.float32, benchmark.default_peak_size())
   serve(lambda count: float(np.median([sample() for _ in range(count)])))
 
 
 def step_flops() -> float:
   """Analytic FLOPs of one ViT-S train step of BATCH samples, as launch.benchmark counts them."""
   from configs.pretrain import get_config  # pylint: disable=g-import-not-at-top
-  from msm_jax.models.flops import msm_train_flops_per_sample  # pylint: disable=g-import-not-at-top
+  from msm_jax.training.benchmark import train_step_flops  # pylint: disable=g-import-not-at-top
   from msm_jax.training.pretrain import MsmTask  # pylint: disable=g-import-not-at-top
-  config = get_config("vit_s")
-  return BATCH * msm_train_flops_per_sample(config.model, config.input_shape, MsmTask(config).keep)
+  return train_step_flops(MsmTask(get_config("vit_s")), BATCH)
 
 
 def jax_worker(steps_per_call: int):

@@ -48,6 +48,10 @@ def test_peak_is_sampled_between_timed_stretches(monkeypatch):
   assert result["peak_flops_per_sec"] == 8.5e9  # the median of 1..16 GFLOP/s
   assert result["peak_flops_per_sec_range"] == [1e9, 16e9]
   assert result["steps_per_call"] == 2
+  # An explicit steps per call that does not divide the config's total_steps (1,000) still runs.
+  config = get_config("tiny")
+  config.input_shape, config.steps_per_call = (32, 32, 1), 3
+  assert benchmark(config, batch_size=8, steps=3)["steps_per_call"] == 3
 
 
 def test_profile_refuses_what_it_cannot_attribute(monkeypatch):

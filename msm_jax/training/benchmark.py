@@ -24,6 +24,17 @@ PEAK_SAMPLES = 15  # in all; the peak is their median, robust to a single short 
 TIMED_STRETCHES = 4  # at most; each is followed by its share of the peak samples
 
 
+def default_peak_size() -> int:
+  """The matmul size of the peak measurement: large enough to reach the sustained rate, small
+  enough to time in a fraction of a second."""
+  return 2048 if jax.devices()[0].platform == "cpu" else 8192
+
+
+def train_step_flops(task: MsmTask, batch_size: int) -> int:
+  """Analytic matrix-product FLOPs (forward + backward) of one train step of `batch_size`."""
+  return batch_size * msm_train_flops_per_sample(task.config.model, task.input_shape, task.keep)
+
+
 def matmul_rate(dtype, size: int):
   """A function returning the FLOP/s of one size^3 matrix product in `dtype` on every device,
   compiled and warmed up here."""
@@ -80,15 +91,14 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
   per_call = config.steps_per_call = resolve_steps_per_call(config.steps_per_call, steps)
   if steps % per_call:
     raise ValueError(f"--steps={steps} must be a multiple of config.steps_per_call={per_call}")
-  config.total_steps = max(config.total_steps, steps + per_call)
+  # Room for the compile call and the timed ones, in whole calls (validate_config requires it).
+  config.total_steps = -(-max(config.total_steps, steps + per_call) // per_call) * per_call
   step, state, batch, rng, task, parallel = compiled_step(config, batch_size)
   params = parallel.host_state(state).params
 
   state, metrics = step(state, batch, rng)  # compile
   jax.block_until_ready(metrics)
-  dtype = compute_dtype(config.model.dtype)
-  on_cpu = jax.devices()[0].platform == "cpu"
-  peak_sample = matmul_rate(dtype, peak_size or (2048 if on_cpu else 8192))
+  peak_sample = matmul_rate(compute_dtype(config.model.dtype), peak_size or default_peak_size())
   stretches = np.array_split(np.arange(steps // per_call), min(TIMED_STRETCHES, steps // per_call))
   seconds, faults, system_seconds, peaks = 0.0, 0, 0.0, []
   for stretch in stretches:
@@ -110,8 +120,7 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
     from msm_jax.training.profile import time_by_module
     extra["time_by_module_ms"] = time_by_module(step, state, batch, rng)
 
-  step_flops = batch_size * msm_train_flops_per_sample(config.model, config.input_shape,
-                                                       task.keep)
+  step_flops = train_step_flops(task, batch_size)
   count = lambda tree: int(sum(x.size for x in jax.tree.leaves(tree)))
   return {
       "variant": config.variant,
