@@ -144,12 +144,14 @@ def test_fused_attention_matches_the_formula(tokens):
 
 
 def _kernel_on_heads_major(q, k, v):
-  """The C++ kernel (which takes the fused (B, N, 3, H, D) projection and scales q itself) as a
-  function of heads-major q (already scaled), k, v, like softmax_attention."""
+  """The C++ kernel (which takes the fused (B, N, 3, H, D) projection before its bias and scales
+  q itself) as a function of heads-major q (already scaled), k, v, like softmax_attention: a
+  random bias is taken off the projection for the kernel to add back."""
   from msm_jax.kernels.attention import self_attention
   q = q * q.shape[-1]**0.5
   qkv = jnp.stack([jnp.swapaxes(x, 1, 2) for x in (q, k, v)], axis=2)
-  return jnp.swapaxes(self_attention(qkv), 1, 2)
+  bias = jax.random.normal(jax.random.key(7), qkv.shape[2:])
+  return jnp.swapaxes(self_attention(qkv - bias, bias), 1, 2)
 
 
 @pytest.mark.parametrize("shape,scale", [
@@ -172,6 +174,24 @@ def test_cpu_kernel_matches_the_formula(shape, scale):
                                 tol=2e-5)
 
 
+def test_cpu_kernel_adds_the_bias_and_returns_its_gradient(monkeypatch):
+  """self_attention(qkv, bias) by the kernel and by the formula on qkv + bias: same values and
+  gradients, the bias's summed over batch and tokens."""
+  from msm_jax.models import attention as model_attention
+  qkv, cotangent = (jax.random.normal(key, shape) for key, shape in zip(
+      jax.random.split(jax.random.key(2)), [(3, 21, 3, 2, 16), (3, 21, 2, 16)]))
+  bias = jax.random.normal(jax.random.key(3), (3, 2, 16))
+  loss = lambda qkv, bias: jnp.sum(model_attention.self_attention(qkv, bias) * cotangent)
+  assert model_attention.uses_cpu_kernel(qkv)
+  value, (d_qkv, d_bias) = jax.jit(jax.value_and_grad(loss, (0, 1)))(qkv, bias)
+  monkeypatch.setattr(model_attention, "uses_cpu_kernel", lambda qkv: False)
+  r_value, (r_d_qkv, r_d_bias) = jax.value_and_grad(loss, (0, 1))(qkv, bias)  # the formula
+  np.testing.assert_allclose(value, r_value, rtol=1e-5)
+  np.testing.assert_allclose(d_qkv, r_d_qkv, atol=2e-5)
+  np.testing.assert_allclose(d_bias, r_d_bias, atol=1e-4)
+  np.testing.assert_allclose(d_bias, d_qkv.sum((0, 1)), atol=1e-5)
+
+
 def test_cpu_kernel_splits_by_batch_and_head_across_devices():
   """Under jit over a 4 x 2 (batch, head) mesh each device runs the kernel on its own slices
   (nothing gathered), under pmap on its shard; both agree with one device."""
@@ -179,17 +199,21 @@ def test_cpu_kernel_splits_by_batch_and_head_across_devices():
   from jax.sharding import Mesh, NamedSharding, PartitionSpec
   qkv, cotangent = (jax.random.normal(key, shape) for key, shape in zip(
       jax.random.split(jax.random.key(1)), [(8, 19, 3, 2, 16), (8, 19, 2, 16)]))
-  step = jax.value_and_grad(lambda qkv, c: jnp.sum(self_attention(qkv) * c))
-  expected = jax.jit(step)(qkv, cotangent)
+  bias = jax.random.normal(jax.random.key(2), (3, 2, 16))
+  step = jax.value_and_grad(lambda qkv, bias, c: jnp.sum(self_attention(qkv, bias) * c), (0, 1))
+  expected = jax.jit(step)(qkv, bias, cotangent)
   mesh = Mesh(np.array(jax.devices()).reshape(4, 2), ("data", "model"))
   shard = lambda x, *spec: jax.device_put(x, NamedSharding(mesh, PartitionSpec(*spec)))
-  sharded = (shard(qkv, "data", None, None, "model"), shard(cotangent, "data", None, "model"))
+  sharded = (shard(qkv, "data", None, None, "model"), shard(bias, None, "model"),
+             shard(cotangent, "data", None, "model"))
   compiled = jax.jit(step).lower(*sharded).compile()
   assert not any(op in compiled.as_text() for op in ("all-gather", "all-to-all"))
-  per_shard = jax.pmap(step)(qkv[:, None], cotangent[:, None])
-  for loss, grad in (compiled(*sharded), per_shard):
+  per_shard = jax.pmap(step, in_axes=(0, None, 0))(qkv[:, None], bias, cotangent[:, None])
+  for loss, (d_qkv, d_bias) in (compiled(*sharded), per_shard):
     np.testing.assert_allclose(float(jnp.sum(loss)), float(expected[0]), rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(grad).reshape(qkv.shape), expected[1], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(d_qkv).reshape(qkv.shape), expected[1][0], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(d_bias).reshape(-1, *bias.shape).sum(0),
+                               expected[1][1], atol=1e-5)
 
 
 class _FakeDevice:
@@ -234,16 +258,6 @@ def test_cudnn_attention_matches_the_formula_on_gpu(tokens, head_dim):
   q, k, v = (x.astype(jnp.bfloat16) for x in (q, k, v))
   assert uses_cudnn(q)
   _assert_same_values_and_grads(attention, softmax_attention, q, k, v, cotangent, tol=5e-2)
-
-
-def test_gelu_is_the_exact_erf_gelu():
-  from msm_jax.models.vit import gelu
-  x = jnp.linspace(-12.0, 12.0, 10_001)
-  np.testing.assert_allclose(gelu(x), jax.nn.gelu(x, approximate=False), atol=2e-6, rtol=1e-6)
-  np.testing.assert_allclose(jax.vmap(jax.grad(gelu))(x),
-                             jax.vmap(jax.grad(lambda t: jax.nn.gelu(t, approximate=False)))(x),
-                             atol=2e-6, rtol=1e-6)
-  assert not np.allclose(gelu(x), jax.nn.gelu(x, approximate=True), atol=1e-4)  # not tanh's
 
 
 @pytest.mark.parametrize("features_in,features_out", [(6, 20), (20, 6)])  # both transposes

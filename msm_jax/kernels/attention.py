@@ -5,8 +5,9 @@ the weights block by block. On the paper's ViT-S decoder attention (16 heads of 
 batch 16) forward + backward takes ~28 ms against ~85 ms for the XLA formula in
 msm_jax/models/attention.py and ~35 ms for PyTorch's fused CPU kernel (README, Performance).
 
-It reads the fused QKV projection (B, N, 3, H, D) and writes (B, N, H, D) directly, so the
-heads-major transposes around the attention are never materialised. Under jit over a device mesh
+It reads the fused QKV projection (B, N, 3, H, D) before its bias, adding the bias as it gathers
+each head's rows, and writes (B, N, H, D) directly, so neither the bias add's pass over the
+projection nor the heads-major transposes around the attention are materialised. Under jit over a device mesh
 each device runs the kernel on its own (batch, head) slices: the custom partitioning below keeps
 the batch and head axes' sharding and the token and width axes whole.
 """
@@ -32,53 +33,56 @@ def supports(qkv) -> bool:
 
 
 def _layouts(qkv_sharding):
-  """Shardings of (qkv, out, lse) that keep qkv's batch and head axes and the rest whole."""
+  """Shardings of (qkv, out, lse, bias) that keep qkv's batch and head axes and the rest whole."""
   spec = partitioning.spec_of(qkv_sharding, 5)
   batch, heads = spec[0], spec[3]
   return (partitioning.named(qkv_sharding, batch, None, None, heads, None),
           partitioning.named(qkv_sharding, batch, None, heads, None),
-          partitioning.named(qkv_sharding, batch, heads, None))
+          partitioning.named(qkv_sharding, batch, heads, None),
+          partitioning.named(qkv_sharding, None, heads, None))
 
 
 def _scale(qkv):
   return np.float32(qkv.shape[-1]**-0.5)
 
 
-def _forward_call(qkv):
+def _forward_call(qkv, bias):
   native.require(_SOURCE, **_HANDLERS)
   b, n, _, h, d = qkv.shape
   shapes = (jax.ShapeDtypeStruct((b, n, h, d), qkv.dtype), jax.ShapeDtypeStruct((b, h, n), qkv.dtype))
-  return tuple(jax.ffi.ffi_call(_FORWARD, shapes)(qkv, scale=_scale(qkv)))
+  return tuple(jax.ffi.ffi_call(_FORWARD, shapes)(qkv, bias, scale=_scale(qkv)))
 
 
-def _backward_call(qkv, out, lse, d_out):
+def _backward_call(qkv, bias, out, lse, d_out):
   native.require(_SOURCE, **_HANDLERS)
   shapes = (jax.ShapeDtypeStruct(qkv.shape, qkv.dtype),)  # a 1-tuple, like the partitioning's
-  return tuple(jax.ffi.ffi_call(_BACKWARD, shapes)(qkv, out, lse, d_out, scale=_scale(qkv)))
+  return tuple(jax.ffi.ffi_call(_BACKWARD, shapes)(qkv, bias, out, lse, d_out, scale=_scale(qkv)))
 
 
-_QKV, _OUT, _LSE = range(3)
+_QKV, _OUT, _LSE, _BIAS = range(4)
 _WHOLE = ("n", "t", "d")  # tokens, the q/k/v axis and the head width
-_forward = partitioning.partitioned(_forward_call, _layouts, (_QKV,), (_OUT, _LSE),
-                                    "b n t h d -> b n h d, b h n", _WHOLE)
-_backward = partitioning.partitioned(_backward_call, _layouts, (_QKV, _OUT, _LSE, _OUT), (_QKV,),
-                                     "b n t h d, b n h d, b h n, b n h d -> b n t h d", _WHOLE)
+_forward = partitioning.partitioned(_forward_call, _layouts, (_QKV, _BIAS), (_OUT, _LSE),
+                                    "b n t h d, t h d -> b n h d, b h n", _WHOLE)
+_backward = partitioning.partitioned(
+    _backward_call, _layouts, (_QKV, _BIAS, _OUT, _LSE, _OUT), (_QKV,),
+    "b n t h d, t h d, b n h d, b h n, b n h d -> b n t h d", _WHOLE)
 
 
 @jax.custom_vjp
-def self_attention(qkv):
-  """softmax(q k^T / sqrt(D)) v per head, from the fused projection qkv (B, N, 3, H, D) float32
-  to the heads' outputs (B, N, H, D)."""
-  return _forward(qkv)[0]
+def self_attention(qkv, bias):
+  """softmax(q k^T / sqrt(D)) v per head, from the fused projection before its bias, qkv
+  (B, N, 3, H, D) float32, and the bias (3, H, D), to the heads' outputs (B, N, H, D)."""
+  return _forward(qkv, bias)[0]
 
 
-def _vjp_forward(qkv):
-  out, lse = _forward(qkv)
-  return out, (qkv, out, lse)
+def _vjp_forward(qkv, bias):
+  out, lse = _forward(qkv, bias)
+  return out, (qkv, bias, out, lse)
 
 
 def _vjp_backward(residuals, d_out):
-  return _backward(*residuals, d_out)
+  d_qkv = _backward(*residuals, d_out)[0]
+  return d_qkv, d_qkv.sum((0, 1))
 
 
 self_attention.defvjp(_vjp_forward, _vjp_backward)

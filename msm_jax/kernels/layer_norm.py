@@ -31,15 +31,8 @@ def supports(x) -> bool:
           and _registered())
 
 
-def _layouts(x_sharding):
-  """Shardings of (x, a (D,) vector, per-row statistics, per-sample (B, D) sums): the batch axis
-  as x has it, everything else whole."""
-  batch = partitioning.spec_of(x_sharding, 3)[0]
-  return (partitioning.named(x_sharding, batch, None, None), partitioning.named(x_sharding, None),
-          partitioning.named(x_sharding, batch, None), partitioning.named(x_sharding, batch, None))
-
-
-_X, _VEC, _ROWS, _SAMPLES = range(4)
+_layouts = partitioning.batch_layouts
+_X, _VEC, _ROWS, _SAMPLES = partitioning.BATCH_LAYOUT_ROLES
 _WHOLE = ("n", "d")  # tokens and width
 
 

@@ -40,3 +40,15 @@ def partitioned(ffi_call, layouts, arg_layouts, result_layouts, rule: str, whole
   fn.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=rule,
                    need_replication_factors=whole)
   return fn
+
+
+# batch_layouts' roles: x (B, N, D); a (D,) vector; per-row values (B, N); per-sample (B, D) sums.
+BATCH_LAYOUT_ROLES = range(4)
+
+
+def batch_layouts(x_sharding) -> tuple:
+  """Shardings of a row-wise kernel's arrays, by BATCH_LAYOUT_ROLES, for x (B, N, D) sharded as
+  given: the batch axis as x has it, everything else whole."""
+  batch = spec_of(x_sharding, 3)[0]
+  return (named(x_sharding, batch, None, None), named(x_sharding, None),
+          named(x_sharding, batch, None), named(x_sharding, batch, None))

@@ -116,12 +116,13 @@ def uses_cpu_kernel(qkv) -> bool:
   return jax.devices()[0].platform == "cpu" and cpu_kernel.supports(qkv)
 
 
-def self_attention(qkv):
-  """Multi-head self-attention from the fused projection qkv (B, N, 3, H, Dh) to the heads'
-  outputs (B, N, H, Dh): the C++ kernel on CPU where it runs, else `attention` on heads-major
-  arrays."""
+def self_attention(qkv, bias):
+  """Multi-head self-attention from the fused projection before its bias, qkv (B, N, 3, H, Dh),
+  and that bias (3, H, Dh), to the heads' outputs (B, N, H, Dh): the C++ kernel on CPU where it
+  runs (it adds the bias as it reads qkv), else `attention` on heads-major arrays."""
   if uses_cpu_kernel(qkv):
-    return cpu_kernel.self_attention(qkv)
+    return cpu_kernel.self_attention(qkv, bias)
+  qkv = qkv + bias
   head_dim = qkv.shape[-1]
   q, k, v = (jnp.swapaxes(qkv[:, :, i], 1, 2) for i in range(3))
   out = attention(q * jnp.asarray(head_dim**-0.5, qkv.dtype), k, v)
