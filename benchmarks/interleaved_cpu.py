@@ -14,6 +14,9 @@ CPU), msm-jax with one step per call, msm-jax by default but with the C++ kernel
 LayerNorm) switched off (MSM_JAX_NATIVE_KERNELS=0), and PyTorch (run by --torch_python, the venv described in
 pytorch_mae_reference.py):
   python benchmarks/interleaved_cpu.py --torch_python=/tmp/torchvenv/bin/python --rounds=8
+With --compare_with=DIR, one more contender runs the default from another checkout (e.g.
+`git worktree add /tmp/before HEAD~1`), to A/B a change on this VM:
+  python benchmarks/interleaved_cpu.py --torch_python=... --compare_with=/tmp/before --rounds=16
 """
 import argparse
 import json
@@ -31,6 +34,7 @@ CONTENDERS = {  # name: (config.steps_per_call, MSM_JAX_NATIVE_KERNELS)
     "msm-jax, 1 step per call": (1, "1"),
     "msm-jax default, no C++ kernels": (0, "0"),
 }
+CHECKOUT = "msm-jax default, --compare_with checkout"  # (0, "1"), from another directory
 PYTORCH = "pytorch"
 PEAK = "peak"  # not a contender: samples the matmul rate each round
 PEAK_SAMPLES = 5  # per round
@@ -118,12 +122,16 @@ def main():
   parser.add_argument("--torch_python", help="python of the PyTorch venv (required)")
   parser.add_argument("--rounds", type=int, default=8)
   parser.add_argument("--steps", type=int, default=4, help="per contender per round")
+  parser.add_argument("--compare_with", help="a checkout of msm-jax (e.g. a git worktree of "
+                      "another commit) whose default step is one more contender")
   parser.add_argument("--worker", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker == PYTORCH:
     return torch_worker()
   if args.worker == PEAK:
     return peak_worker()
+  if args.worker == CHECKOUT:
+    return jax_worker(0)
   if args.worker:
     return jax_worker(CONTENDERS[args.worker][0])
   if not args.torch_python:
@@ -135,6 +143,9 @@ def main():
     print(f"starting {name}", file=sys.stderr, flush=True)
     processes[name] = start(name, [sys.executable, script, f"--worker={name}"],
                             {"MSM_JAX_NATIVE_KERNELS": native})
+  if args.compare_with:  # its msm_jax and configs come first on the worker's path
+    processes[CHECKOUT] = start(CHECKOUT, [sys.executable, script, f"--worker={CHECKOUT}"],
+                                {"PYTHONPATH": str(Path(args.compare_with).resolve())})
   peak = start(PEAK, [sys.executable, script, f"--worker={PEAK}"], {})
   seconds = {name: [] for name in processes}
   peaks = []

@@ -104,3 +104,16 @@ def test_kernel_splits_by_batch_across_devices():
   assert not any(op in compiled.as_text() for op in ("all-gather", "all-to-all"))
   for got, want in zip(compiled(h_sharded, bias, dy_sharded), expected):
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("h_shape,bias_shape,message", [
+    ((2, 3, 16), (8,), "msm_gelu: bias must be"),
+    ((6, 16), (16,), "msm_gelu: h must be"),       # not (batch, tokens, width)
+    ((2, 3, 24), (24,), "msm_gelu: h must be"),    # width not a multiple of 16
+])
+def test_kernel_rejects_bad_shapes_by_name(h_shape, bias_shape, message):
+  """Shapes `gelu` never passes, called on the FFI target directly: one clear error."""
+  assert cpu_kernel.supports(jnp.zeros((1, 1, 16)))  # registers the targets
+  call = jax.ffi.ffi_call("msm_gelu_forward", jax.ShapeDtypeStruct(h_shape, jnp.float32))
+  with pytest.raises(Exception, match=message):
+    jax.block_until_ready(call(jnp.zeros(h_shape), jnp.zeros(bias_shape)))

@@ -7,9 +7,9 @@ msm_jax/models/attention.py and ~35 ms for PyTorch's fused CPU kernel (README, P
 
 It reads the fused QKV projection (B, N, 3, H, D) before its bias, adding the bias as it gathers
 each head's rows, and writes (B, N, H, D) directly, so neither the bias add's pass over the
-projection nor the heads-major transposes around the attention are materialised. Under jit over a device mesh
-each device runs the kernel on its own (batch, head) slices: the custom partitioning below keeps
-the batch and head axes' sharding and the token and width axes whole.
+projection nor the heads-major transposes around the attention are materialised. Under jit over
+a device mesh each device runs the kernel on its own (batch, head) slices: the custom
+partitioning below keeps the batch and head axes' sharding and the token and width axes whole.
 """
 import jax
 import jax.numpy as jnp

@@ -1,19 +1,19 @@
 // Exact (erf) GELU of a Dense layer's output plus its bias, for XLA:CPU (float32), registered
 // with JAX through the XLA FFI.
 //
-// Why: XLA:CPU evaluates erf with a long rational polynomial that runs at ~0.5 G values/s on
-// this project's 2-core reference VM, and autodiff splits the MLP's bias add + GELU into three
-// passes over the (tokens, 4 x width) activations (erf; the product; the backward pass reading
-// both back): ~8% of the paper's ViT-S MSM train step. Here the forward pass is one read and one
-// write, and the backward pass recomputes erf from the saved input (one exp serves both erf and
-// the Gaussian density in GELU's derivative) and sums the bias gradient on the way.
+// Why: autodiff has XLA:CPU make three passes over the MLP's (tokens, 4 x width) activations for
+// the bias add + GELU (erf of h + bias, saved for the backward pass; the product; the backward
+// pass reading both back) and a fourth for the bias gradient's reduction. Here the forward pass
+// is one read and one write, and the backward pass recomputes erf from the saved input (one exp
+// serves both erf and the Gaussian density in GELU's derivative) and sums the bias gradient on
+// the way.
 //
 // With x = h + bias and u = x / sqrt(2):
 //   y = x * (1 + erf(u)) / 2,
 //   dh = dy * ((1 + erf(u)) / 2 + x * exp(-u^2) / sqrt(2 pi)),   dbias = sum over rows of dh,
 // the bias gradient summed per sample here (B, D) and over samples by the caller, as for
-// LayerNorm. erf is Abramowitz & Stegun 7.1.26: 1 - t P(t) exp(-u^2), t = 1 / (1 + p |u|),
-// absolute error 1.5e-7.
+// LayerNorm. erf is a rational function in the forward pass (Erf) and Abramowitz & Stegun 7.1.26
+// in the backward pass (ErfAndGaussian); both are within 2e-7 of it.
 //
 // h is (B, N, D) row-major float32 with D a multiple of 16.
 #include <algorithm>
@@ -67,26 +67,31 @@ inline void ErfAndGaussian(Vec u, Vec& erf, Vec& gaussian) {
 constexpr float kHalfSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
-// Runs fn(sample, first column, column count) over every sample x block of kColumns columns.
-template <typename Fn>
-ffi::Error ForEachBlock(ffi::ThreadPool& pool, const F32& h, const F32& bias, const Fn& fn) {
+ffi::Error CheckShapes(const F32& h, const F32& bias) {
   const auto dims = h.dimensions();
   if (dims.size() != 3 || dims[2] % kWidth)
     return ffi::Error::InvalidArgument(
         "msm_gelu: h must be (batch, tokens, width) with width a multiple of 16");
   if (bias.dimensions().size() != 1 || bias.dimensions()[0] != dims[2])
     return ffi::Error::InvalidArgument("msm_gelu: bias must be (width,)");
-  const int64_t d = dims[2], blocks = (d + kColumns - 1) / kColumns;
-  ParallelFor(pool, dims[0] * blocks, [&](int64_t task) {
-    const int64_t first = task % blocks * kColumns;
-    fn(task / blocks, first, std::min<int64_t>(kColumns, d - first));
-  });
   return ffi::Error::Success();
 }
 
+// Runs fn(sample, first column, column count) over every sample x block of kColumns columns of
+// h, whose shapes CheckShapes has accepted.
+template <typename Fn>
+void ForEachBlock(ffi::ThreadPool& pool, const F32& h, const Fn& fn) {
+  const int64_t d = h.dimensions()[2], blocks = (d + kColumns - 1) / kColumns;
+  ParallelFor(pool, h.dimensions()[0] * blocks, [&](int64_t task) {
+    const int64_t first = task % blocks * kColumns;
+    fn(task / blocks, first, std::min<int64_t>(kColumns, d - first));
+  });
+}
+
 ffi::Error Forward(ffi::ThreadPool pool, F32 h, F32 bias, F32Out y) {
+  if (ffi::Error e = CheckShapes(h, bias); e.failure()) return e;
   const int64_t n = h.dimensions()[1], d = h.dimensions()[2];
-  return ForEachBlock(pool, h, bias, [&](int64_t b, int64_t first, int64_t count) {
+  ForEachBlock(pool, h, [&](int64_t b, int64_t first, int64_t count) {
     const float* in = h.typed_data() + b * n * d + first;
     float* out = y->typed_data() + b * n * d + first;
     const float* bias_ = bias.typed_data() + first;
@@ -96,11 +101,13 @@ ffi::Error Forward(ffi::ThreadPool pool, F32 h, F32 bias, F32Out y) {
         Store(out + c, 0.5f * x * (1.0f + Erf(x * kHalfSqrt2)));
       }
   });
+  return ffi::Error::Success();
 }
 
 ffi::Error Backward(ffi::ThreadPool pool, F32 h, F32 bias, F32 dy, F32Out dh, F32Out dbias) {
+  if (ffi::Error e = CheckShapes(h, bias); e.failure()) return e;
   const int64_t n = h.dimensions()[1], d = h.dimensions()[2];
-  return ForEachBlock(pool, h, bias, [&](int64_t b, int64_t first, int64_t count) {
+  ForEachBlock(pool, h, [&](int64_t b, int64_t first, int64_t count) {
     const float* in = h.typed_data() + b * n * d + first;
     const float* grad = dy.typed_data() + b * n * d + first;
     float* out = dh->typed_data() + b * n * d + first;
@@ -117,6 +124,7 @@ ffi::Error Backward(ffi::ThreadPool pool, F32 h, F32 bias, F32 dy, F32Out dh, F3
         Store(sums + c, Load(sums + c) + g);
       }
   });
+  return ffi::Error::Success();
 }
 
 }  // namespace
