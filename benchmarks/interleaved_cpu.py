@@ -111,10 +111,11 @@ def start(name, command, env):
   return process
 
 
-def ask(process, count: int) -> float:
+def ask(process, count: int, parse=float):
+  """The worker's answer to `count`, parsed."""
   process.stdin.write(f"{count}\n")
   process.stdin.flush()
-  return float(process.stdout.readline())
+  return parse(process.stdout.readline())
 
 
 def main():

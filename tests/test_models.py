@@ -154,14 +154,17 @@ def _kernel_on_heads_major(q, k, v):
   return jnp.swapaxes(self_attention(qkv - bias, bias), 1, 2)
 
 
-@pytest.mark.parametrize("shape,scale", [
-    ((2, 3, 11, 16), 1.0),   # fewer tokens than one vector, not a multiple of the row block
-    ((1, 2, 197, 16), 3.0),  # the paper's decoder heads, peaked softmax
-    ((2, 2, 50, 64), 1.0),   # the paper's encoder heads
-    ((3, 1, 16, 48), 1.0),   # tokens exactly one vector
-    ((1, 2, 1, 32), 1.0),    # a single token
+@pytest.mark.parametrize("shape,scale,tol", [
+    ((2, 3, 11, 16), 1.0, 2e-5),   # fewer tokens than one vector, not a multiple of the row block
+    ((1, 2, 197, 16), 3.0, 2e-5),  # the paper's decoder heads, peaked softmax
+    ((2, 2, 50, 64), 1.0, 2e-5),   # the paper's encoder heads
+    ((3, 1, 16, 48), 1.0, 2e-5),   # tokens exactly one vector
+    # A block of two vectors; logits far below the maximum (exp -> 0). Gradients up to ~60:
+    # float32 rounding in either computation reaches 1e-4 (each is within 2e-4 of float64).
+    ((1, 2, 70, 16), 30.0, 3e-4),
+    ((1, 2, 1, 32), 1.0, 2e-5),    # a single token
 ])
-def test_cpu_kernel_matches_the_formula(shape, scale):
+def test_cpu_kernel_matches_the_formula(shape, scale, tol):
   """The fused C++ kernel (msm_jax/kernels) against softmax_attention, values and gradients."""
   from msm_jax.kernels.attention import supports
   from msm_jax.models.attention import softmax_attention
@@ -171,7 +174,7 @@ def test_cpu_kernel_matches_the_formula(shape, scale):
   assert supports(q), "the kernel could not be built here (see the log)"
   assert _kernel_on_heads_major(q, k, v).shape == shape
   _assert_same_values_and_grads(_kernel_on_heads_major, softmax_attention, q, k, v, cotangent,
-                                tol=2e-5)
+                                tol=tol)
 
 
 def test_cpu_kernel_adds_the_bias_and_returns_its_gradient(monkeypatch):

@@ -4,8 +4,9 @@
 // them through generic matmul kernels; with narrow heads (the paper's decoder: 16 heads of 16)
 // those products run at a fraction of the matmul peak and the weights cost 40 MB of memory
 // traffic per layer. Here each (batch, head) pair is one task: its keys and values stay in L1/L2,
-// the weights exist one block of query rows at a time, and the backward pass recomputes them
-// from the saved log-sum-exp (flash-attention style) instead of storing them.
+// the weights exist one block of 48 queries (forward) or keys (backward) at a time, and the
+// backward pass recomputes them from the saved log-sum-exp (flash-attention style) instead of
+// storing them.
 //
 // Inputs are row-major float32; the head width D is a multiple of 16 (the vector width used here).
 #include <algorithm>
@@ -20,155 +21,203 @@ namespace {
 
 using namespace msm_jax;  // NOLINT: the shared vector type and helpers
 
-// Query rows processed together, sharing each key/value load: as many as the accumulators of
-// the (rows x D) products leave registers for.
-template <int D>
-constexpr int Rows() { return D <= 32 ? 8 : 4; }
+// Every product below is a block of out = A B with B's rows read as vectors and A's entries
+// broadcast, R x C vectors at a time: each step loads R scalars and C vectors and does R * C
+// FMAs. Loads, not FMAs, are what limit these products on the machines we measured (about one
+// per cycle), so the blocks are as wide as the registers allow and every operand layout is
+// chosen so that the reduction runs down B's rows: the weights are computed transposed (keys x
+// queries) for the query-side products and untransposed (queries x keys) for the key side.
+constexpr int kRows = 8;  // R: with C = 3 vectors, 24 accumulators of the 32 registers
+constexpr int kBlock = 3;  // C: queries (or keys) per block, in vectors
+constexpr int kBlockWidth = kBlock * kWidth;
+
 int Padded(int n) { return (n + kWidth - 1) / kWidth * kWidth; }
 
-// dst[d * np + j] = src[j * D + d], zero for j >= n.
-template <int D>
-void Transpose(const float* src, int n, int np, float* dst) {
-  std::fill(dst, dst + D * np, 0.0f);
-  for (int j = 0; j < n; ++j)
-    for (int d = 0; d < D; ++d) dst[d * np + j] = src[j * D + d];
-}
-
-// Column vectors of the (rows x columns) blocks of RowsTimesTransposed: 16 accumulators, so
-// that each broadcast of an `a` value feeds two or four FMAs (~1.4x faster than one column).
-template <int D>
-constexpr int Columns() { return 16 / Rows<D>(); }
-
-// out[r * np + j] = sum_d a[row_r * D + d] * bt[d * np + j] for Rows<D>() rows of a starting at i0
-// (rows past n repeat the last one; callers ignore them).
-template <int D>
-void RowsTimesTransposed(const float* a, int i0, int n, const float* bt, int np, float* out) {
-  constexpr int R = Rows<D>();
-  const float* rows[R];
-  for (int r = 0; r < R; ++r) rows[r] = a + std::min(i0 + r, n - 1) * D;
-  auto block = [&](int c, auto columns) {  // columns: std::integral_constant, 1 for the tail
-    constexpr int C = decltype(columns)::value;
-    Vec acc[R][C] = {};
-#pragma GCC unroll 4
-    for (int d = 0; d < D; ++d) {
-      Vec b[C];
-      for (int u = 0; u < C; ++u) b[u] = Load(bt + d * np + c + u * kWidth);
-      for (int r = 0; r < R; ++r)
-        for (int u = 0; u < C; ++u) acc[r][u] += rows[r][d] * b[u];
-    }
+// out[r * out_stride + u * kWidth + l] (plus its value before, if `accumulate`) = sum over
+// t < count of a[r * AR + t * AT] * b[t * B + u * kWidth + l] for r < R, u < C, lanes l, where
+// A's row and step strides AR, AT and B's row stride are compile-time constants or `b_stride`
+// (B == 0).
+template <int R, int C, int AR, int AT, int B = 0>
+inline void Product(const float* a, const float* b, int b_stride, int count, float* out,
+                    int out_stride, bool accumulate = false) {
+  const int stride = B ? B : b_stride;
+  Vec acc[R][C] = {};
+  if (accumulate)
     for (int r = 0; r < R; ++r)
-      for (int u = 0; u < C; ++u) Store(out + r * np + c + u * kWidth, acc[r][u]);
-  };
-  constexpr int kBlock = Columns<D>() * kWidth;
-  int c = 0;
-  for (; c + kBlock <= np; c += kBlock) block(c, std::integral_constant<int, Columns<D>()>());
-  for (; c < np; c += kWidth) block(c, std::integral_constant<int, 1>());
+      for (int u = 0; u < C; ++u) acc[r][u] = Load(out + r * out_stride + u * kWidth);
+  for (int t = 0; t < count; ++t) {
+    Vec bv[C];
+    for (int u = 0; u < C; ++u) bv[u] = Load(b + t * stride + u * kWidth);
+    for (int r = 0; r < R; ++r)
+      for (int u = 0; u < C; ++u) acc[r][u] += a[r * AR + t * AT] * bv[u];
+  }
+  for (int r = 0; r < R; ++r)
+    for (int u = 0; u < C; ++u) Store(out + r * out_stride + u * kWidth, acc[r][u]);
 }
 
-// One head's forward pass on contiguous (n, D) arrays; scratch holds (D + Rows<D>()) * Padded(n).
+// The rows x C-vector block (row stride C vectors) of a (rows, D) row-major times bt (D, ...) with
+// row stride `bt_stride`: logits of keys x queries (a = k, bt = q^T) or queries x keys (a = q,
+// bt = k^T), and the weights' gradient d_out v^T.
+template <int D, int C>
+void RowsTimesTransposed(const float* a, int rows, const float* bt, int bt_stride, float* out) {
+  constexpr int W = C * kWidth;
+  int r = 0;
+  for (; r + kRows <= rows; r += kRows)
+    Product<kRows, C, D, 1>(a + r * D, bt, bt_stride, D, out + r * W, W);
+  for (; r < rows; ++r) Product<1, C, D, 1>(a + r * D, bt, bt_stride, D, out + r * W, W);
+}
+
+// out_t (D, C vectors; row stride out_stride) = x^T w (plus out_t, if `accumulate`) for x (rows, D)
+// row-major and w (rows, C vectors; row stride w_stride): the products that reduce over the
+// weights' rows (p v and the gradients of q, k and v), D / 8 passes over w.
+template <int D, int C>
+void TransposedTimes(const float* x, int rows, const float* w, int w_stride, float* out_t,
+                     int out_stride, bool accumulate = false) {
+  for (int d = 0; d < D; d += kRows)
+    Product<kRows, C, 1, D>(x + d, w, w_stride, rows, out_t + d * out_stride, out_stride,
+                            accumulate);
+}
+
+// Lane masks for __builtin_shuffle(a, b, mask) that swap the off-diagonal S x S blocks of every
+// 2S x 2S block of the 16 x 16 matrix whose rows i and i + S are a and b (the high half gives b).
+template <int S>
+inline IVec SwapMask(bool high) {
+  IVec m;
+  for (int l = 0; l < kWidth; ++l)
+    m[l] = (l & S) ? kWidth + l - (high ? 0 : S) : l + (high ? S : 0);
+  return m;
+}
+
+template <int S>
+[[gnu::always_inline]] inline void SwapBlocks(Vec (&rows)[kWidth]) {  // else GCC spills the tile
+  const IVec low = SwapMask<S>(false), high = SwapMask<S>(true);
+  for (int i = 0; i < kWidth; ++i)
+    if (!(i & S)) {
+      const Vec a = rows[i], b = rows[i + S];
+      rows[i] = __builtin_shuffle(a, b, low);
+      rows[i + S] = __builtin_shuffle(a, b, high);
+    }
+}
+
+// dst[j * dst_stride + i] = src[i * src_stride + j] for j < dst_rows (at most `columns`, a
+// multiple of 16) and i < Padded(rows), by 16 x 16 tiles transposed in registers (64 two-vector
+// shuffles each); columns i >= rows of dst get copies of src's last row.
+void TransposeTiles(const float* src, int src_stride, int rows, int columns, float* dst,
+                    int dst_stride, int dst_rows) {
+  for (int i0 = 0; i0 < rows; i0 += kWidth)
+    for (int j0 = 0; j0 < std::min(columns, dst_rows); j0 += kWidth) {
+      Vec tile[kWidth];
+      for (int r = 0; r < kWidth; ++r)
+        tile[r] = Load(src + std::min(i0 + r, rows - 1) * src_stride + j0);
+      SwapBlocks<8>(tile);
+      SwapBlocks<4>(tile);
+      SwapBlocks<2>(tile);
+      SwapBlocks<1>(tile);
+      for (int r = 0; r < kWidth && j0 + r < dst_rows; ++r)
+        Store(dst + (j0 + r) * dst_stride + i0, tile[r]);
+    }
+}
+
+// Calls fn(first, std::integral_constant<int, C>) for blocks of kBlock vectors covering np
+// columns, the last block narrower.
+template <typename Fn>
+void ForEachBlock(int np, const Fn& fn) {
+  int c = 0;
+  for (; c + kBlockWidth <= np; c += kBlockWidth) fn(c, std::integral_constant<int, kBlock>());
+  if (np - c == 2 * kWidth) fn(c, std::integral_constant<int, 2>());
+  if (np - c == kWidth) fn(c, std::integral_constant<int, 1>());
+  static_assert(kBlock == 3, "the tail cases above cover 1 and 2 vectors");
+}
+
+// One head's forward pass on contiguous (n, D) arrays, a block of queries at a time (their
+// columns vectors): s_t = k q^T (keys x queries), the softmax down each column, out^T = v^T s_t.
+// scratch holds D Padded(n) + (n + D) kBlockWidth floats.
 template <int D>
 void ForwardHead(const float* q, const float* k, const float* v, float* out, float* lse, int n,
                  float* scratch) {
   const int np = Padded(n);
-  float* kt = scratch;
-  float* s = kt + D * np;
-  Transpose<D>(k, n, np, kt);
-  for (int i0 = 0; i0 < n; i0 += Rows<D>()) {
-    RowsTimesTransposed<D>(q, i0, n, kt, np, s);
-    float row_max[Rows<D>()], row_sum[Rows<D>()];
-    for (int r = 0; r < Rows<D>(); ++r) {
-      float* sr = s + r * np;
-      std::fill(sr + n, sr + np, -std::numeric_limits<float>::infinity());
-      Vec m = Load(sr);
-      for (int c = kWidth; c < np; c += kWidth) {
-        const Vec x = Load(sr + c);
-        m = x > m ? x : m;
+  float* qt = scratch;
+  float* s = qt + D * np;
+  float* out_t = s + n * kBlockWidth;
+  TransposeTiles(q, D, n, D, qt, np, D);
+  ForEachBlock(np, [&](int i0, auto columns) {
+    constexpr int C = decltype(columns)::value, W = C * kWidth;
+    RowsTimesTransposed<D, C>(k, n, qt + i0, np, s);
+    Vec top[C], total[C] = {};
+    for (int u = 0; u < C; ++u) top[u] = Load(s + u * kWidth);
+    for (int j = 1; j < n; ++j)
+      for (int u = 0; u < C; ++u) {
+        const Vec x = Load(s + j * W + u * kWidth);
+        top[u] = x > top[u] ? x : top[u];
       }
-      row_max[r] = Max(m);
-      Vec total = {};
-      for (int c = 0; c < np; c += kWidth) {
-        const Vec w = Exp(Load(sr + c) - row_max[r]);
-        Store(sr + c, w);
-        total += w;
-      }
-      row_sum[r] = Sum(total);  // the pad's weights, exp(-87) each, are negligible here...
-      std::fill(sr + n, sr + np, 0.0f);  // ...and dropped before the product with v
-    }
-    Vec acc[Rows<D>()][D / kWidth] = {};
     for (int j = 0; j < n; ++j)
-      for (int c = 0; c < D / kWidth; ++c) {
-        const Vec x = Load(v + j * D + c * kWidth);
-        for (int r = 0; r < Rows<D>(); ++r) acc[r][c] += s[r * np + j] * x;
+      for (int u = 0; u < C; ++u) {  // C independent exps per step: see Exp
+        const Vec w = Exp(Load(s + j * W + u * kWidth) - top[u]);
+        Store(s + j * W + u * kWidth, w);
+        total[u] += w;
       }
-    for (int r = 0; r < Rows<D>() && i0 + r < n; ++r) {
-      const float inv = 1.0f / row_sum[r];
-      for (int c = 0; c < D / kWidth; ++c) Store(out + (i0 + r) * D + c * kWidth, acc[r][c] * inv);
-      lse[i0 + r] = row_max[r] + std::log(row_sum[r]);
+    TransposedTimes<D, C>(v, n, s, W, out_t, W);
+    const int count = std::min(W, n - i0);  // queries in the block; the rest are padding
+    float log_total[W];
+    for (int u = 0; u < C; ++u) {
+      const Vec inv = 1.0f / total[u];
+      for (int d = 0; d < D; ++d)
+        Store(out_t + d * W + u * kWidth, Load(out_t + d * W + u * kWidth) * inv);
+      for (int l = 0; l < kWidth; ++l)
+        log_total[u * kWidth + l] = top[u][l] + std::log(total[u][l]);
     }
-  }
+    std::copy(log_total, log_total + count, lse + i0);
+    TransposeTiles(out_t, W, D, W, out + i0 * D, D, count);
+  });
 }
 
-// One head's backward pass on contiguous (n, D) arrays; scratch holds (2 D + 2 Rows<D>()) * Padded(n).
+// One head's backward pass on contiguous (n, D) arrays, a block of keys at a time: p and d_s
+// (queries x the block's keys, recomputed from lse) give d_v^T = d_out^T p and d_k^T = q^T d_s
+// down their rows; d_q^T = k^T d_s^T accumulates over the blocks from d_s transposed, which costs
+// a transpose but saves recomputing the weights in the other layout. scratch holds
+// (3 D + 1 + kBlockWidth) Padded(n) + (2 n + 2 D) kBlockWidth floats.
 template <int D>
 void BackwardHead(const float* q, const float* k, const float* v, const float* out,
                   const float* lse, const float* d_out, float* dq, float* dk, float* dv, int n,
                   float* scratch) {
   const int np = Padded(n);
-  float* kt = scratch;
-  float* vt = kt + D * np;
-  float* p = vt + D * np;
-  float* ds = p + Rows<D>() * np;
-  Transpose<D>(k, n, np, kt);
-  Transpose<D>(v, n, np, vt);
-  std::fill(dk, dk + n * D, 0.0f);
-  std::fill(dv, dv + n * D, 0.0f);
-  for (int i0 = 0; i0 < n; i0 += Rows<D>()) {
-    RowsTimesTransposed<D>(q, i0, n, kt, np, p);       // logits
-    RowsTimesTransposed<D>(d_out, i0, n, vt, np, ds);  // d p = d_out v^T
-    for (int r = 0; r < Rows<D>(); ++r) {
-      float* pr = p + r * np;
-      float* dsr = ds + r * np;
-      if (i0 + r >= n) {  // a row past the end: contributes nothing
-        std::fill(pr, pr + np, 0.0f);
-        std::fill(dsr, dsr + np, 0.0f);
-        continue;
-      }
-      const int i = i0 + r;
-      Vec dot = {};
-      for (int c = 0; c < D; c += kWidth) dot += Load(d_out + i * D + c) * Load(out + i * D + c);
-      const float delta = Sum(dot);  // rowsum(d_out * out) = sum_j p_j d p_j
-      for (int c = 0; c < np; c += kWidth) {
-        const Vec w = Exp(Load(pr + c) - lse[i]);
-        Store(pr + c, w);
-        Store(dsr + c, w * (Load(dsr + c) - delta));
-      }
-      std::fill(pr + n, pr + np, 0.0f);
-      std::fill(dsr + n, dsr + np, 0.0f);
-    }
-    Vec acc[Rows<D>()][D / kWidth] = {};
-    Vec qr[Rows<D>()][D / kWidth], gr[Rows<D>()][D / kWidth];
-    for (int r = 0; r < Rows<D>(); ++r)
-      for (int c = 0; c < D / kWidth; ++c) {
-        const int row = std::min(i0 + r, n - 1);
-        qr[r][c] = Load(q + row * D + c * kWidth);
-        gr[r][c] = Load(d_out + row * D + c * kWidth);
-      }
-    for (int j = 0; j < n; ++j)
-      for (int c = 0; c < D / kWidth; ++c) {
-        const Vec kj = Load(k + j * D + c * kWidth);
-        Vec dkj = Load(dk + j * D + c * kWidth), dvj = Load(dv + j * D + c * kWidth);
-        for (int r = 0; r < Rows<D>(); ++r) {
-          const float dsv = ds[r * np + j];
-          acc[r][c] += dsv * kj;
-          dkj += dsv * qr[r][c];
-          dvj += p[r * np + j] * gr[r][c];
-        }
-        Store(dk + j * D + c * kWidth, dkj);
-        Store(dv + j * D + c * kWidth, dvj);
-      }
-    for (int r = 0; r < Rows<D>() && i0 + r < n; ++r)
-      for (int c = 0; c < D / kWidth; ++c) Store(dq + (i0 + r) * D + c * kWidth, acc[r][c]);
+  float *kt = scratch, *vt = kt + D * np, *dq_t = vt + D * np;
+  float* delta = dq_t + D * np;  // rowsum(d_out * out) = sum_j p_j d p_j
+  float* p = delta + np;
+  float* ds = p + n * kBlockWidth;
+  float* ds_t = ds + n * kBlockWidth;  // (kBlockWidth, np)
+  float* result_t = ds_t + kBlockWidth * np;  // (2 D, kBlockWidth): d_k^T and d_v^T
+  TransposeTiles(k, D, n, D, kt, np, D);
+  TransposeTiles(v, D, n, D, vt, np, D);
+  std::fill(dq_t, dq_t + D * np, 0.0f);
+  for (int i = 0; i < n; ++i) {
+    Vec dot = {};
+    for (int c = 0; c < D; c += kWidth) dot += Load(d_out + i * D + c) * Load(out + i * D + c);
+    delta[i] = Sum(dot);
   }
+  ForEachBlock(np, [&](int j0, auto columns) {
+    constexpr int C = decltype(columns)::value, W = C * kWidth;
+    const int count = std::min(W, n - j0);  // keys in the block; the rest are padding
+    RowsTimesTransposed<D, C>(q, n, kt + j0, np, p);
+    RowsTimesTransposed<D, C>(d_out, n, vt + j0, np, ds);  // d p
+    for (int i = 0; i < n; ++i)
+      for (int u = 0; u < C; ++u) {  // C independent exps per step: see Exp
+        const int c = i * W + u * kWidth;
+        const Vec w = Exp(Load(p + c) - lse[i]);
+        Store(p + c, w);
+        Store(ds + c, w * (Load(ds + c) - delta[i]));
+      }
+    TransposedTimes<D, C>(q, n, ds, W, result_t, W);
+    TransposedTimes<D, C>(d_out, n, p, W, result_t + D * W, W);
+    TransposeTiles(result_t, W, D, W, dk + j0 * D, D, count);
+    TransposeTiles(result_t + D * W, W, D, W, dv + j0 * D, D, count);
+    TransposeTiles(ds, W, n, W, ds_t, np, count);
+    ForEachBlock(np, [&](int i0, auto query_columns) {
+      constexpr int Q = decltype(query_columns)::value;
+      TransposedTimes<D, Q>(k + j0 * D, count, ds_t + i0, np, dq_t + i0, np, true);
+    });
+  });
+  TransposeTiles(dq_t, np, D, np, dq, D, n);
 }
 
 // The fused projection's layout: qkv is (B, N, 3, H, D) before its bias (3, H, D) is added, out
@@ -214,7 +263,7 @@ struct ForwardKernel {
                   const float* bias, float* out, float* lse) {
     const int n = static_cast<int>(l.n);
     ParallelFor(*pool, l.Tasks(), [&](int64_t task) {
-      float* q = Scratch(static_cast<size_t>(4 * D + D + Rows<D>()) * Padded(n));
+      float* q = Scratch(static_cast<size_t>(5 * D) * Padded(n) + (n + D) * kBlockWidth);
       float *k = q + n * D, *v = k + n * D, *o = v + n * D;
       Gather<D>(qkv + l.QkvBase(task, 0), l.QkvStride(), n, bias + l.BiasBase(task, 0), scale, q);
       Gather<D>(qkv + l.QkvBase(task, 1), l.QkvStride(), n, bias + l.BiasBase(task, 1), 1.0f, k);
@@ -232,7 +281,8 @@ struct BackwardKernel {
                   float* d_qkv) {
     const int n = static_cast<int>(l.n);
     ParallelFor(*pool, l.Tasks(), [&](int64_t task) {
-      float* q = Scratch(static_cast<size_t>(8 * D + 2 * D + 2 * Rows<D>()) * Padded(n));
+      float* q = Scratch(static_cast<size_t>(8 * D + 3 * D + 1 + kBlockWidth) * Padded(n) +
+                         (2 * n + 2 * D) * kBlockWidth);
       float *k = q + n * D, *v = k + n * D, *o = v + n * D, *g = o + n * D;
       float *dq = g + n * D, *dk = dq + n * D, *dv = dk + n * D;
       Gather<D>(qkv + l.QkvBase(task, 0), l.QkvStride(), n, bias + l.BiasBase(task, 0), scale, q);

@@ -43,36 +43,45 @@ inline float Max(Vec x) {
 
 typedef int32_t IVec __attribute__((vector_size(kWidth * sizeof(int32_t))));
 
-// exp(x) to ~2 ulp for x in [-87, 88]: 2^n by the exponent bits, 2^f (|f| <= 1/2) by its
-// degree-7 Taylor polynomial (truncation error 5e-9). Written with vector operations so that
-// it compiles to straight SIMD code whatever the libm.
+// exp(x) for x <= 88 (what every caller passes: softmax logits minus their maximum or
+// log-sum-exp, minus squares), to 2.5 ulp, 0 below -87.3 where float's normal range ends (and for
+// -inf; NaN stays NaN). x = n ln2 + f with n an integer and |f| <= ln2 / 2 (ln2 in two parts,
+// Cody & Waite, so that f is exact); 2^n goes into the exponent bits, e^f is a degree-5
+// polynomial (relative error 1.0e-7, fitted here for the least maximum relative error with the
+// constant term fixed at 1, so that exp(0) = 1).
+//
+// Why this form: loops of exps here are limited by the vector ALU ports and by this dependency
+// chain (the out-of-order window holds only a few iterations), so it is written for few
+// operations and a short chain: Estrin's scheme, n's bits taken from the rounding sum directly,
+// the range handled by one select at the end. Callers keep a few exps independent per
+// iteration. Vector operations, so that it compiles to straight SIMD code whatever the libm.
 inline Vec Exp(Vec x) {
-  const Vec lo = Splat(-87.0f), hi = Splat(88.0f);
-  x = x < lo ? lo : x;
-  x = x > hi ? hi : x;
-  const Vec t = x * 1.44269504088896341f;
-  const Vec magic = Splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  const Vec n = (t + magic) - magic;
-  const Vec f = (t - n) * 0.693147180559945309f;
-  Vec p = Splat(1.0f / 5040);
-  p = p * f + 1.0f / 720;
-  p = p * f + 1.0f / 120;
-  p = p * f + 1.0f / 24;
-  p = p * f + 1.0f / 6;
-  p = p * f + 0.5f;
-  p = p * f + 1.0f;
-  p = p * f + 1.0f;
-  const IVec bits = (__builtin_convertvector(n, IVec) + 127) << 23;
+  const Vec magic = Splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer...
+  const Vec shifted = x * 1.44269504088896341f + magic;  // ...n, in its low mantissa bits
+  const Vec n = shifted - magic;
+  Vec f = x - n * 0.693145751953125f;  // ln2's leading 16 bits: n times them is exact
+  f = f - n * 1.42860682028622677e-6f;  // the rest of ln2
+  const Vec f2 = f * f;
+  const Vec p = ((f * 8.317875675857067e-3f + 4.189794510602951e-2f) * f2 +
+                 (f * 0.16667181253433228f + 0.4999915063381195f)) * f2 +
+                (f * 0.9999998807907104f + 1.0f);
+  IVec bits;
+  std::memcpy(&bits, &shifted, sizeof(bits));
+  bits = (bits + (127 - 0x4B400000)) << 23;  // (n + 127) << 23: the float 2^n
   Vec scale;
   std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  return x < -87.3f ? Vec{} : p * scale;
 }
 
-// Per-thread scratch, grown on demand and reused across calls.
+// Per-thread scratch, grown on demand and reused across calls, aligned to a cache line: a vector
+// that straddles two lines costs two accesses, and the kernels' arrays in it are whole lines.
+// (Unaligned, the attention kernel ran ~20 % slower.)
 inline float* Scratch(size_t floats) {
+  constexpr size_t kLine = 64;
   thread_local std::vector<float> buffer;
-  if (buffer.size() < floats) buffer.resize(floats);
-  return buffer.data();
+  if (buffer.size() < floats + kLine / sizeof(float)) buffer.resize(floats + kLine / sizeof(float));
+  const uintptr_t address = reinterpret_cast<uintptr_t>(buffer.data());
+  return reinterpret_cast<float*>((address + kLine - 1) / kLine * kLine);
 }
 
 // Runs fn(0 .. count-1) on the caller and up to pool.num_threads() - 1 pool tasks, which take
