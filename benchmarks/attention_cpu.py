@@ -30,15 +30,16 @@ OPS = ("forward", "forward+backward")
 def worker():
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from msm_jax.kernels.attention import self_attention, supports  # pylint: disable=g-import-not-at-top
+  from msm_jax.kernels import attention  # pylint: disable=g-import-not-at-top
   calls = []
   for b, n, h, d in SHAPES.values():
     qkv, bias, d_out = (jax.random.normal(key, shape) for key, shape in zip(
         jax.random.split(jax.random.key(0), 3), [(b, n, 3, h, d), (3, h, d), (b, n, h, d)]))
-    if not supports(qkv):
+    if not attention.supports(qkv):
       raise RuntimeError("the attention kernel could not be built here (see the log)")
-    loss = lambda qkv, bias: jnp.sum(self_attention(qkv, bias) * d_out)  # pylint: disable=cell-var-from-loop
-    for fn in (jax.jit(self_attention), jax.jit(jax.grad(loss, (0, 1)))):
+    def loss(qkv, bias, d_out=d_out):
+      return jnp.sum(attention.self_attention(qkv, bias) * d_out)
+    for fn in (jax.jit(attention.self_attention), jax.jit(jax.grad(loss, (0, 1)))):
       jax.block_until_ready(fn(qkv, bias))  # compile
       calls.append(lambda fn=fn, qkv=qkv, bias=bias: fn(qkv, bias))
 

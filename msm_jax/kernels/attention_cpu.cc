@@ -23,8 +23,8 @@ using namespace msm_jax;  // NOLINT: the shared vector type and helpers
 
 // Every product below is a block of out = A B with B's rows read as vectors and A's entries
 // broadcast, R x C vectors at a time: each step loads R scalars and C vectors and does R * C
-// FMAs. Loads, not FMAs, are what limit these products on the machines we measured (about one
-// per cycle), so the blocks are as wide as the registers allow and every operand layout is
+// FMAs. On the VM we measured, 512-bit loads ran at about one per cycle (broadcasts slower), so
+// the blocks are as wide as the registers allow (fewest loads per FMA) and every operand layout is
 // chosen so that the reduction runs down B's rows: the weights are computed transposed (keys x
 // queries) for the query-side products and untransposed (queries x keys) for the key side.
 constexpr int kRows = 8;  // R: with C = 3 vectors, 24 accumulators of the 32 registers

@@ -47,8 +47,8 @@ typedef int32_t IVec __attribute__((vector_size(kWidth * sizeof(int32_t))));
 // log-sum-exp, minus squares), to 2.5 ulp, 0 below -87.3 where float's normal range ends (and for
 // -inf; NaN stays NaN). x = n ln2 + f with n an integer and |f| <= ln2 / 2 (ln2 in two parts,
 // Cody & Waite, so that f is exact); 2^n goes into the exponent bits, e^f is a degree-5
-// polynomial (relative error 1.0e-7, fitted here for the least maximum relative error with the
-// constant term fixed at 1, so that exp(0) = 1).
+// polynomial (relative error 1.0e-7, fitted in float64 for the least maximum relative error
+// with the constant term fixed at 1, so that exp(0) = 1).
 //
 // Why this form: loops of exps here are limited by the vector ALU ports and by this dependency
 // chain (the out-of-order window holds only a few iterations), so it is written for few
