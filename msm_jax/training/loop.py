@@ -84,8 +84,20 @@ class _StopRequest:
     return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
 
 
-def create_train_state(task: Task, tx, rng) -> train_state.TrainState:
-  return train_state.TrainState.create(apply_fn=None, params=task.init_params(rng), tx=tx)
+class TrainState(train_state.TrainState):
+  """flax's TrainState, whose apply_gradients takes the optimizer's fused form where it has one
+  that runs here (optimizer.FusedAdamw: AdamW on CPU), else tx.update as usual."""
+
+  def apply_gradients(self, *, grads, **kwargs):
+    fused = getattr(self.tx, "fused", None)
+    if fused is None or not fused.runs_on(self.params):
+      return super().apply_gradients(grads=grads, **kwargs)
+    params, opt_state = fused.apply(self.params, grads, self.opt_state)
+    return self.replace(step=self.step + 1, params=params, opt_state=opt_state, **kwargs)
+
+
+def create_train_state(task: Task, tx, rng) -> TrainState:
+  return TrainState.create(apply_fn=None, params=task.init_params(rng), tx=tx)
 
 
 def train(config, workdir: str, task: Task, source=None):

@@ -1,6 +1,13 @@
 """AdamW with the MAE recipe: lr scaled by batch, linear warm-up then cosine, decay on kernels."""
+from typing import Callable, NamedTuple
+
 import jax
+import jax.numpy as jnp
 import optax
+
+from msm_jax.kernels import adamw as adamw_kernel
+
+EPS = 1e-8  # optax.adamw's default
 
 
 def learning_rate_schedule(config):
@@ -21,8 +28,57 @@ def decay_mask(params):
 
 
 def _adamw(config, learning_rate):
-  return optax.adamw(learning_rate, b1=config.b1, b2=config.b2,
+  return optax.adamw(learning_rate, b1=config.b1, b2=config.b2, eps=EPS,
                      weight_decay=config.weight_decay, mask=decay_mask)
+
+
+class FusedAdamw(NamedTuple):
+  """The update of make_optimizer's AdamW (with its optional clipping), one C++ kernel call
+  per parameter on CPU (msm_jax/kernels/adamw.py): the same values to within an ulp, and the
+  same optax state, read and returned in optax's structure, so checkpoints do not depend on
+  which path wrote them."""
+  schedule: Callable
+  b1: float
+  b2: float
+  weight_decay: float
+  clip_norm: float
+
+  def runs_on(self, params) -> bool:
+    return adamw_kernel.supports(params)
+
+  def apply(self, params, grads, opt_state):
+    """(params, opt_state) after one step, as optax.apply_updates(params, tx.update(...))."""
+    clip_state, inner = opt_state if self.clip_norm > 0 else (None, opt_state)
+    adam, decay_state, lr_state = inner
+    count = optax.safe_increment(adam.count)
+    t = count.astype(jnp.float32)
+    # optax.clip_by_global_norm's factor, 1 without clipping. Every update then waits for the
+    # norm, so for every gradient, so for every product that reads a parameter: XLA sees that
+    # nothing reads a parameter after its update and updates it in place, without a copy.
+    limit = self.clip_norm if self.clip_norm > 0 else jnp.inf
+    norm = optax.tree.norm(grads)
+    scalars = jnp.stack([-self.schedule(lr_state.count), 1 / (1 - self.b1**t),
+                         1 / (1 - self.b2**t), jnp.where(norm < limit, 1.0, limit / norm)])
+
+    def one(p, g, mu, nu, decayed):
+      return adamw_kernel.update(p, g, mu, nu, scalars.astype(jnp.float32), b1=self.b1,
+                                 b2=self.b2, eps=EPS,
+                                 weight_decay=self.weight_decay if decayed else 0.0)
+    updated = jax.tree.map(one, params, grads, adam.mu, adam.nu, decay_mask(params))
+    is_triple = lambda x: isinstance(x, tuple)
+    params, mu, nu = (jax.tree.map(lambda x, i=i: x[i], updated, is_leaf=is_triple)
+                      for i in range(3))
+    inner = (optax.ScaleByAdamState(count=count, mu=mu, nu=nu), decay_state,
+             optax.ScaleByScheduleState(count=optax.safe_increment(lr_state.count)))
+    return params, ((clip_state, inner) if self.clip_norm > 0 else inner)
+
+
+class Adamw(NamedTuple):
+  """An optax GradientTransformation (init, update) carrying its fused form, which
+  training.loop.TrainState.apply_gradients uses where it runs."""
+  init: Callable
+  update: Callable
+  fused: FusedAdamw
 
 
 def _clipped(config, tx):
@@ -36,7 +92,9 @@ def make_optimizer(config, schedule, labels=None):
   'frozen' parameters get no update and no optimizer state, group 'layerI' of an encoder with
   `depth` blocks learns at schedule x config.layer_decay ** (depth + 1 - I)."""
   if labels is None:
-    return _clipped(config, _adamw(config, schedule))
+    tx = _clipped(config, _adamw(config, schedule))
+    return Adamw(tx.init, tx.update, FusedAdamw(schedule, config.b1, config.b2,
+                                                config.weight_decay, config.grad_clip_norm))
   groups = sorted(set(jax.tree.leaves(labels)) - {FROZEN})
   top = max(int(g[len(LAYER):]) for g in groups)
   transforms = {FROZEN: optax.set_to_zero()}
