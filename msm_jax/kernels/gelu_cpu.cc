@@ -25,7 +25,11 @@ namespace {
 
 using namespace msm_jax;  // NOLINT: the shared vector type and helpers
 
-constexpr int kColumns = 256;  // columns per task: a few tasks per sample for small batches
+// Tasks walk whole rows where they can: a task that takes a block of columns reads a few
+// hundred bytes per row and then jumps a row ahead, which the hardware prefetchers follow
+// poorly: on the ViT-S MLPs both passes ran 1.6-2x slower on blocks of 256 columns.
+constexpr int64_t kTaskFloats = 16384;  // forward: ~64 KB of whole rows per task
+constexpr int kTasksPerThread = 4;  // backward: enough tasks to balance the threads
 
 // erf(u) alone, for the forward pass: a rational function of u^2 (the approximation Eigen and
 // XLA use for float32, a few ulp), no exp.
@@ -77,27 +81,32 @@ ffi::Error CheckShapes(const F32& h, const F32& bias) {
   return ffi::Error::Success();
 }
 
-// Runs fn(sample, first column, column count) over every sample x block of kColumns columns of
-// h, whose shapes CheckShapes has accepted.
+// Runs fn(sample, first column, column count) over every sample x block of columns of h, whose
+// shapes CheckShapes has accepted: whole rows (one block per sample) when the batch gives each
+// thread kTasksPerThread samples, else as many blocks per sample as that takes.
 template <typename Fn>
 void ForEachBlock(ffi::ThreadPool& pool, const F32& h, const Fn& fn) {
-  const int64_t d = h.dimensions()[2], blocks = (d + kColumns - 1) / kColumns;
-  ParallelFor(pool, h.dimensions()[0] * blocks, [&](int64_t task) {
-    const int64_t first = task % blocks * kColumns;
-    fn(task / blocks, first, std::min<int64_t>(kColumns, d - first));
+  const int64_t b = h.dimensions()[0], d = h.dimensions()[2];
+  const int64_t wanted = (kTasksPerThread * pool.num_threads() + b - 1) / b;
+  const int64_t blocks = std::clamp<int64_t>(wanted, 1, d / kWidth);
+  const int64_t columns = (d / kWidth + blocks - 1) / blocks * kWidth;
+  ParallelFor(pool, b * blocks, [&](int64_t task) {
+    const int64_t first = task % blocks * columns;
+    if (first < d) fn(task / blocks, first, std::min<int64_t>(columns, d - first));
   });
 }
 
 ffi::Error Forward(ffi::ThreadPool pool, F32 h, F32 bias, F32Out y) {
   if (ffi::Error e = CheckShapes(h, bias); e.failure()) return e;
-  const int64_t n = h.dimensions()[1], d = h.dimensions()[2];
-  ForEachBlock(pool, h, [&](int64_t b, int64_t first, int64_t count) {
-    const float* in = h.typed_data() + b * n * d + first;
-    float* out = y->typed_data() + b * n * d + first;
-    const float* bias_ = bias.typed_data() + first;
-    for (int64_t r = 0; r < n; ++r, in += d, out += d)
-      for (int64_t c = 0; c < count; c += kWidth) {
-        const Vec x = Load(in + c) + Load(bias_ + c);
+  const int64_t d = h.dimensions()[2], rows = h.dimensions()[0] * h.dimensions()[1];
+  const int64_t per_task = std::max<int64_t>(1, kTaskFloats / d);
+  ParallelFor(pool, (rows + per_task - 1) / per_task, [&](int64_t task) {
+    const int64_t first = task * per_task, last = std::min(rows, first + per_task);
+    const float* in = h.typed_data() + first * d;
+    float* out = y->typed_data() + first * d;
+    for (int64_t r = first; r < last; ++r, in += d, out += d)
+      for (int64_t c = 0; c < d; c += kWidth) {
+        const Vec x = Load(in + c) + Load(bias.typed_data() + c);
         Store(out + c, 0.5f * x * (1.0f + Erf(x * kHalfSqrt2)));
       }
   });
