@@ -118,7 +118,7 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
   extra = {}
   if profile:
     from msm_jax.training.profile import time_by_module
-    extra["time_by_module_ms"] = time_by_module(step, state, batch, rng)
+    extra["time_by_module_ms"] = time_by_module(step, state, batch, rng, per_call)
 
   step_flops = train_step_flops(task, batch_size)
   count = lambda tree: int(sum(x.size for x in jax.tree.leaves(tree)))

@@ -29,16 +29,18 @@ def _module_of(op_name: str) -> str:
   return f"{part}/{module}" + ("/backward" if backward else "")
 
 
-def time_by_module(jitted_step, state, batch, rng, steps: int = 2) -> dict:
+def time_by_module(jitted_step, state, batch, rng, steps_per_call: int = 1,
+                   calls: int = 2) -> dict:
   """Milliseconds per step spent in each (encoder|decoder|other)/module[/backward] group,
   summed over devices (and including time ops spend waiting on collectives).
 
-  `jitted_step(state, batch, rng) -> (state, metrics)` donates its state, so it is threaded.
+  `jitted_step(state, batch, rng) -> (state, metrics)` runs `steps_per_call` steps and donates
+  its state, so it is threaded through `calls` calls.
   """
   names = _source_names(jitted_step.lower(state, batch, rng).compile().as_text())
   with tempfile.TemporaryDirectory() as trace_dir:
     jax.profiler.start_trace(trace_dir, create_perfetto_trace=True)
-    for _ in range(steps):
+    for _ in range(calls):
       state, metrics = jitted_step(state, batch, rng)
     jax.block_until_ready(metrics)
     jax.profiler.stop_trace()
@@ -48,5 +50,5 @@ def time_by_module(jitted_step, state, batch, rng, steps: int = 2) -> dict:
   totals = collections.Counter()
   for event in events:
     if event.get("ph") == "X" and event.get("name") in names:
-      totals[_module_of(names[event["name"]])] += event["dur"] / 1e3 / steps
+      totals[_module_of(names[event["name"]])] += event["dur"] / 1e3 / (calls * steps_per_call)
   return {k: round(v, 1) for k, v in totals.most_common()}
