@@ -263,7 +263,30 @@ def test_cudnn_attention_matches_the_formula_on_gpu(tokens, head_dim):
   _assert_same_values_and_grads(attention, softmax_attention, q, k, v, cotangent, tol=5e-2)
 
 
-@pytest.mark.parametrize("features_in,features_out", [(6, 20), (20, 6)])  # both transposes
+@pytest.mark.parametrize("shape", [(512, 2048), (35, 100), (16, 16), (3, 5), (1, 40)])
+def test_transpose_kernel_is_the_transpose(shape):
+  """Whole 16 x 16 tiles, partial ones at the edges, and matrices smaller than a tile."""
+  from msm_jax.kernels import transpose as transpose_kernel
+  x = jax.random.normal(jax.random.key(0), shape)
+  if not transpose_kernel.supports(x):
+    pytest.skip("the C++ kernel cannot be built here")
+  np.testing.assert_array_equal(jax.jit(transpose_kernel.transpose)(x), np.asarray(x).T)
+
+
+def test_dense_wider_in_than_out_transposes_its_kernel_gradient_with_the_kernel():
+  from msm_jax.kernels import transpose as transpose_kernel
+  from msm_jax.models.dense import Dense
+  x = jnp.ones((2, 3, 40))
+  if not transpose_kernel.supports(x[0]):
+    pytest.skip("the C++ kernel cannot be built here")
+  layer = Dense(8)
+  params = layer.init(jax.random.key(0), x)["params"]
+  grad = jax.jit(jax.grad(lambda p: jnp.sum(layer.apply({"params": p}, x) ** 2)))
+  assert "msm_transpose" in grad.lower(params).as_text()
+
+
+@pytest.mark.parametrize("features_in,features_out", [(6, 20), (20, 6), (100, 35)])  # both
+# transposes; (100, 35): the kernel gradient (35, 100) transposed by whole and partial tiles
 @pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
 def test_dense_matches_flax_dense_values_and_gradients(features_in, features_out, dtype, tol):
   from msm_jax.models.dense import Dense

@@ -78,30 +78,9 @@ void TransposedTimes(const float* x, int rows, const float* w, int w_stride, flo
                             accumulate);
 }
 
-// Lane masks for __builtin_shuffle(a, b, mask) that swap the off-diagonal S x S blocks of every
-// 2S x 2S block of the 16 x 16 matrix whose rows i and i + S are a and b (the high half gives b).
-template <int S>
-inline IVec SwapMask(bool high) {
-  IVec m;
-  for (int l = 0; l < kWidth; ++l)
-    m[l] = (l & S) ? kWidth + l - (high ? 0 : S) : l + (high ? S : 0);
-  return m;
-}
-
-template <int S>
-[[gnu::always_inline]] inline void SwapBlocks(Vec (&rows)[kWidth]) {  // else GCC spills the tile
-  const IVec low = SwapMask<S>(false), high = SwapMask<S>(true);
-  for (int i = 0; i < kWidth; ++i)
-    if (!(i & S)) {
-      const Vec a = rows[i], b = rows[i + S];
-      rows[i] = __builtin_shuffle(a, b, low);
-      rows[i + S] = __builtin_shuffle(a, b, high);
-    }
-}
-
 // dst[j * dst_stride + i] = src[i * src_stride + j] for j < dst_rows (at most `columns`, a
-// multiple of 16) and i < Padded(rows), by 16 x 16 tiles transposed in registers (64 two-vector
-// shuffles each); columns i >= rows of dst get copies of src's last row.
+// multiple of 16) and i < Padded(rows), by register tiles (TransposeTile); columns i >= rows of
+// dst get copies of src's last row.
 void TransposeTiles(const float* src, int src_stride, int rows, int columns, float* dst,
                     int dst_stride, int dst_rows) {
   for (int i0 = 0; i0 < rows; i0 += kWidth)
@@ -109,10 +88,7 @@ void TransposeTiles(const float* src, int src_stride, int rows, int columns, flo
       Vec tile[kWidth];
       for (int r = 0; r < kWidth; ++r)
         tile[r] = Load(src + std::min(i0 + r, rows - 1) * src_stride + j0);
-      SwapBlocks<8>(tile);
-      SwapBlocks<4>(tile);
-      SwapBlocks<2>(tile);
-      SwapBlocks<1>(tile);
+      TransposeTile(tile);
       for (int r = 0; r < kWidth && j0 + r < dst_rows; ++r)
         Store(dst + (j0 + r) * dst_stride + i0, tile[r]);
     }

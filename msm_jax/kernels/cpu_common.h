@@ -73,6 +73,35 @@ inline Vec Exp(Vec x) {
   return x < -87.3f ? Vec{} : p * scale;
 }
 
+// Lane masks for __builtin_shuffle(a, b, mask) that swap the off-diagonal S x S blocks of every
+// 2S x 2S block of the 16 x 16 matrix whose rows i and i + S are a and b (the high half gives b).
+template <int S>
+inline IVec SwapMask(bool high) {
+  IVec m;
+  for (int l = 0; l < kWidth; ++l)
+    m[l] = (l & S) ? kWidth + l - (high ? 0 : S) : l + (high ? S : 0);
+  return m;
+}
+
+template <int S>
+[[gnu::always_inline]] inline void SwapBlocks(Vec (&rows)[kWidth]) {  // else GCC spills the tile
+  const IVec low = SwapMask<S>(false), high = SwapMask<S>(true);
+  for (int i = 0; i < kWidth; ++i)
+    if (!(i & S)) {
+      const Vec a = rows[i], b = rows[i + S];
+      rows[i] = __builtin_shuffle(a, b, low);
+      rows[i + S] = __builtin_shuffle(a, b, high);
+    }
+}
+
+// Transposes the 16 x 16 tile rows[0..15] in registers: 64 two-vector shuffles.
+[[gnu::always_inline]] inline void TransposeTile(Vec (&rows)[kWidth]) {
+  SwapBlocks<8>(rows);
+  SwapBlocks<4>(rows);
+  SwapBlocks<2>(rows);
+  SwapBlocks<1>(rows);
+}
+
 // Per-thread scratch, grown on demand and reused across calls, aligned to a cache line: a vector
 // that straddles two lines costs two accesses, and the kernels' arrays in it are whole lines.
 // (Unaligned, the attention kernel ran ~20 % slower.)
