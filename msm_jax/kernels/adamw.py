@@ -25,9 +25,9 @@ def supports(params) -> bool:
 
 def update(param, grad, mu, nu, scalars, *, b1: float, b2: float, eps: float,
            weight_decay: float):
-  """(param, mu, nu) after one AdamW step; scalars = (-lr, 1 / (1 - b1^t), 1 / (1 - b2^t)) as a
-  float32 (3,) array, t the step count after this update. The results reuse the inputs' buffers
-  where XLA can donate them."""
+  """(param, mu, nu) after one AdamW step on grad x scale; scalars = (-lr, 1 / (1 - b1^t),
+  1 / (1 - b2^t), scale) as a float32 (4,) array, t the step count after this update. The
+  results alias param, mu and nu (XLA copies an input only where it is still read later)."""
   native.require(_SOURCE, **_HANDLERS)
   shape = jax.ShapeDtypeStruct(param.shape, param.dtype)
   call = jax.ffi.ffi_call(_TARGET, (shape, shape, shape), input_output_aliases={0: 0, 2: 1, 3: 2})

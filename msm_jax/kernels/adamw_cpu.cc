@@ -13,9 +13,10 @@
 //   mu = (1 - b1) g + b1 mu,  nu = (1 - b2) g^2 + b2 nu,
 //   u = (mu / (1 - b1^t)) / (sqrt(nu / (1 - b2^t)) + eps) + weight_decay * p,
 //   p = p - lr u,
-// with lr and the two bias corrections passed as `scalars` = (-lr, 1 / (1 - b1^t),
-// 1 / (1 - b2^t)), computed by the caller from the step count (multiplying by the reciprocals
-// instead of dividing: within an ulp of optax's values).
+// with g first scaled by optax.clip_by_global_norm's factor (1 without clipping). The caller
+// passes `scalars` = (-lr, 1 / (1 - b1^t), 1 / (1 - b2^t), that factor), from the step count and
+// the gradients' global norm (multiplying by reciprocals instead of dividing: within an ulp of
+// optax's values).
 #include <cmath>
 #include <cstdint>
 
@@ -28,7 +29,7 @@ using namespace msm_jax;  // NOLINT: the shared vector type and helpers
 constexpr int64_t kChunk = 16384;  // floats per task: 64 KB of each of the 4 arrays
 
 struct Hyper {
-  // 1 - b1 and 1 - b2 come rounded from double, as optax's do: 1.0f - 0.9f is 2 ulp off 0.1f.
+  // 1 - b1 and 1 - b2 come rounded from double, as optax's do: 1.0f - 0.9f is 3 ulp off 0.1f.
   float b1, one_minus_b1, b2, one_minus_b2, eps, weight_decay, neg_lr, inv_bc1, inv_bc2,
       grad_scale;
 };
@@ -36,7 +37,7 @@ struct Hyper {
 inline float Sqrt(float x) { return std::sqrt(x); }
 
 inline Vec Sqrt(Vec x) {
-  for (int i = 0; i < kWidth; ++i) x[i] = std::sqrt(x[i]);  // one vector sqrt under -O3
+  for (int i = 0; i < kWidth; ++i) x[i] = std::sqrt(x[i]);  // vector sqrts under -O3
   return x;
 }
 
@@ -51,7 +52,7 @@ inline void Update(const Hyper& h, T g, T& p, T& mu, T& nu) {
 }
 
 ffi::Error Apply(ffi::ThreadPool pool, F32 param, F32 grad, F32 mu, F32 nu, F32 scalars,
-                   F32Out param_out, F32Out mu_out, F32Out nu_out, float b1, float one_minus_b1,
+                 F32Out param_out, F32Out mu_out, F32Out nu_out, float b1, float one_minus_b1,
                  float b2, float one_minus_b2, float eps, float weight_decay) {
   const int64_t n = param.element_count();
   if (grad.element_count() != n || mu.element_count() != n || nu.element_count() != n)

@@ -59,10 +59,10 @@ class FusedAdamw(NamedTuple):
     norm = optax.tree.norm(grads)
     scalars = jnp.stack([-self.schedule(lr_state.count), 1 / (1 - self.b1**t),
                          1 / (1 - self.b2**t), jnp.where(norm < limit, 1.0, limit / norm)])
+    scalars = scalars.astype(jnp.float32)
 
     def one(p, g, mu, nu, decayed):
-      return adamw_kernel.update(p, g, mu, nu, scalars.astype(jnp.float32), b1=self.b1,
-                                 b2=self.b2, eps=EPS,
+      return adamw_kernel.update(p, g, mu, nu, scalars, b1=self.b1, b2=self.b2, eps=EPS,
                                  weight_decay=self.weight_decay if decayed else 0.0)
     updated = jax.tree.map(one, params, grads, adam.mu, adam.nu, decay_mask(params))
     is_triple = lambda x: isinstance(x, tuple)
