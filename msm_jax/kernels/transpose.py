@@ -1,6 +1,7 @@
 """The transpose of a float32 matrix on CPU by the C++ kernel in transpose_cpu.cc: 16 x 16
-register tiles, at about the speed of a copy (XLA:CPU's transpose took ~2.7x that). Used for
-the kernel gradients of Dense layers wider in than out (models/dense.py)."""
+register tiles, ~1.4x faster than XLA:CPU's transpose (2.6 against 3.6-3.9 ms for 512 x 2048;
+a copy takes 1.3-1.6). Used for the kernel gradients of Dense layers wider in than out
+(models/dense.py)."""
 import jax
 import jax.numpy as jnp
 

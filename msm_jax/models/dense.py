@@ -45,7 +45,7 @@ def _matmul_bwd(residuals, dy):
   else:
     product = jax.lax.optimization_barrier(dy2.T @ x2)  # (out, in)
     if transpose_kernel.supports(product):
-      dkernel = transpose_kernel.transpose(product)  # XLA:CPU's transpose is ~2.7x slower
+      dkernel = transpose_kernel.transpose(product)  # ~1.4x faster than XLA:CPU's transpose
     elif jax.devices()[0].platform == "cpu":
       # Transposed once here, into the kernel's own layout: left to itself XLA:CPU folds the
       # transpose into every consumer (AdamW's moment updates, the gradient norm), each then

@@ -65,9 +65,8 @@ class FusedAdamw(NamedTuple):
       return adamw_kernel.update(p, g, mu, nu, scalars, b1=self.b1, b2=self.b2, eps=EPS,
                                  weight_decay=self.weight_decay if decayed else 0.0)
     updated = jax.tree.map(one, params, grads, adam.mu, adam.nu, decay_mask(params))
-    is_triple = lambda x: isinstance(x, tuple)
-    params, mu, nu = (jax.tree.map(lambda x, i=i: x[i], updated, is_leaf=is_triple)
-                      for i in range(3))
+    params, mu, nu = jax.tree.transpose(jax.tree.structure(params),
+                                        jax.tree.structure((0, 0, 0)), updated)
     inner = (optax.ScaleByAdamState(count=count, mu=mu, nu=nu), decay_state,
              optax.ScaleByScheduleState(count=optax.safe_increment(lr_state.count)))
     return params, ((clip_state, inner) if self.clip_norm > 0 else inner)
