@@ -4,7 +4,11 @@ r"""Time the compiled MSM train step on synthetic arrays and print one JSON line
       --batch_size=16 --steps=8
 
 step_flops is the analytic matrix-product count (forward + backward); peak_flops_per_sec is a
-matrix product in the same dtype measured on the same devices; fraction_of_peak is their ratio.
+matrix product in the same dtype measured on the same devices (the median of samples taken
+before, between and after up to 4 stretches of timed steps); fraction_of_peak is their ratio.
+seconds_per_step_by_stretch and fraction_of_peak_by_stretch give each stretch alone, against the
+samples on either side of it: on a shared machine whose speed drifts, their spread shows how far
+the whole-run figures can be trusted.
 """
 import json
 

@@ -43,11 +43,16 @@ def test_peak_is_sampled_between_timed_stretches(monkeypatch):
   config = get_config("tiny")
   config.input_shape, config.steps_per_call = (32, 32, 1), 2
   result = benchmark(config, batch_size=8, steps=16)
-  # A compile call, then 8 timed calls in 4 stretches of 2, each followed by 4 peak samples.
-  assert events == ["call"] + (["call"] * 2 + ["peak"] * 4) * 4
-  assert result["peak_flops_per_sec"] == 8.5e9  # the median of 1..16 GFLOP/s
-  assert result["peak_flops_per_sec_range"] == [1e9, 16e9]
+  # A compile call, 3 peak samples, then 8 timed calls in 4 stretches of 2, each followed by 3.
+  assert events == ["call"] + ["peak"] * 3 + (["call"] * 2 + ["peak"] * 3) * 4
+  assert result["peak_flops_per_sec"] == 8e9  # the median of 1..15 GFLOP/s
+  assert result["peak_flops_per_sec_range"] == [1e9, 15e9]
   assert result["steps_per_call"] == 2
+  # Each stretch against the 6 samples around it: medians 3.5, 6.5, 9.5 and 12.5 GFLOP/s.
+  stretch_seconds = result["seconds_per_step_by_stretch"]
+  assert sum(stretch_seconds) / 4 == pytest.approx(result["seconds_per_step"])
+  assert result["fraction_of_peak_by_stretch"] == pytest.approx(
+      [result["step_flops"] / t / (p * 1e9) for t, p in zip(stretch_seconds, [3.5, 6.5, 9.5, 12.5])])
   # An explicit steps per call that does not divide the config's total_steps (1,000) still runs.
   config = get_config("tiny")
   config.input_shape, config.steps_per_call = (32, 32, 1), 3

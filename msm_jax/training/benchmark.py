@@ -17,11 +17,12 @@ from msm_jax.training.pretrain import MsmTask
 from msm_jax.training.validate import validate_config
 
 
-# The matmul peak is sampled between stretches of timed steps, not once before or after them:
-# on a shared or turbo-boosting machine the sustained rate drifts within minutes, and the ratio
-# of two rates measured minutes apart would compare the machine's moods, not the code.
+# The matmul peak is sampled before, between and after stretches of timed steps, not once
+# before or after them: on a shared or turbo-boosting machine the sustained rate drifts within
+# minutes, and the ratio of two rates measured minutes apart would compare the machine's moods,
+# not the code. Each stretch also gets its own fraction, against the samples on either side of it.
 PEAK_SAMPLES = 15  # in all; the peak is their median, robust to a single short burst
-TIMED_STRETCHES = 4  # at most; each is followed by its share of the peak samples
+TIMED_STRETCHES = 4  # at most; the peak samples come in one more group than there are stretches
 
 
 def default_peak_size() -> int:
@@ -100,27 +101,34 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
   jax.block_until_ready(metrics)
   peak_sample = matmul_rate(compute_dtype(config.model.dtype), peak_size or default_peak_size())
   stretches = np.array_split(np.arange(steps // per_call), min(TIMED_STRETCHES, steps // per_call))
-  seconds, faults, system_seconds, peaks = 0.0, 0, 0.0, []
+  samples_per_group = -(-PEAK_SAMPLES // (len(stretches) + 1))
+  peak_groups = [[peak_sample() for _ in range(samples_per_group)]]
+  stretch_seconds, faults, system_seconds = [], 0, 0.0
   for stretch in stretches:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     for _ in stretch:
       state, metrics = step(state, batch, rng)
     jax.block_until_ready(metrics)
-    seconds += time.perf_counter() - start
+    stretch_seconds.append(time.perf_counter() - start)
     # On CPU, fresh temporaries are page-faulted in every call; worth watching (see README).
     after = resource.getrusage(resource.RUSAGE_SELF)
     faults += after.ru_minflt - usage.ru_minflt
     system_seconds += after.ru_stime - usage.ru_stime
-    peaks += [peak_sample() for _ in range(-(-PEAK_SAMPLES // len(stretches)))]
-  seconds, faults, system_seconds = seconds / steps, faults / steps, system_seconds / steps
+    peak_groups.append([peak_sample() for _ in range(samples_per_group)])
+  seconds, faults, system_seconds = sum(stretch_seconds) / steps, faults / steps, system_seconds / steps
+  peaks = sum(peak_groups, [])
   peak = float(np.median(peaks))
+  step_flops = train_step_flops(task, batch_size)
+  # Per stretch: its seconds per step, and its rate over the median of the samples around it.
+  stretch_step_seconds = [t / (len(s) * per_call) for t, s in zip(stretch_seconds, stretches)]
+  stretch_fractions = [step_flops / t / float(np.median(before + after)) for t, before, after
+                       in zip(stretch_step_seconds, peak_groups, peak_groups[1:])]
   extra = {}
   if profile:
     from msm_jax.training.profile import time_by_module
     extra["time_by_module_ms"] = time_by_module(step, state, batch, rng, per_call)
 
-  step_flops = train_step_flops(task, batch_size)
   count = lambda tree: int(sum(x.size for x in jax.tree.leaves(tree)))
   return {
       "variant": config.variant,
@@ -137,6 +145,8 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
       "peak_flops_per_sec": peak,
       "peak_flops_per_sec_range": [float(min(peaks)), float(max(peaks))],
       "fraction_of_peak": step_flops / seconds / peak,
+      "seconds_per_step_by_stretch": stretch_step_seconds,
+      "fraction_of_peak_by_stretch": stretch_fractions,
       "encoder_params": count(params["encoder"]),
       "decoder_params": count(params["decoder"]),
       "final_loss": float(metrics["loss"]),
