@@ -11,8 +11,8 @@ sampled by one more process right after that round's contenders.
 
 Contenders: msm-jax as configured by default (steps_per_call=0, automatic: 4 steps per call on
 CPU), msm-jax with one step per call, msm-jax by default but with the C++ kernels (attention,
-LayerNorm) switched off (MSM_JAX_NATIVE_KERNELS=0), and PyTorch (run by --torch_python, the venv described in
-pytorch_mae_reference.py):
+LayerNorm, GELU, AdamW, transpose) switched off (MSM_JAX_NATIVE_KERNELS=0), and PyTorch (run by
+--torch_python, the venv described in pytorch_mae_reference.py):
   python benchmarks/interleaved_cpu.py --torch_python=/tmp/torchvenv/bin/python --rounds=8
 With --compare_with=DIR, one more contender runs the default from another checkout (e.g.
 `git worktree add /tmp/before HEAD~1`), to A/B a change on this VM:
