@@ -54,8 +54,11 @@ def test_norm_pix_targets_are_standardised_per_patch():
 
 def test_tiny_model_overfits_one_batch():
   """Repeating one batch of synthetic spectrograms, the masked-patch error falls far below the
-  error of predicting the mean (the data's variance)."""
-  config = tiny(total_steps=300, warmup_steps=10, base_lr=1.0, batch_size=8)
+  error of predicting the mean (the data's variance). The learning rate is well inside the stable
+  range: at base_lr=1.0 the run sat on the edge, and a change of the float rounding anywhere in
+  the gradients (e.g. summing a bias gradient in another order) could leave it on a plateau near
+  the variance; at 0.3 the kernels and the XLA formulas all end at 0.59-0.61."""
+  config = tiny(total_steps=300, warmup_steps=10, base_lr=0.3, batch_size=8)
   source = SyntheticSource(tuple(config.input_shape), seed=0, prefetch=0)
   batch = {"image": jnp.asarray(next(source.batches(global_batch_size=8, start_step=0))["image"])}
   task = MsmTask(config)

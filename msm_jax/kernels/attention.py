@@ -34,13 +34,15 @@ def supports(qkv) -> bool:
 
 
 def _layouts(qkv_sharding):
-  """Shardings of (qkv, out, lse, bias) that keep qkv's batch and head axes and the rest whole."""
+  """Shardings of (qkv, out, lse, bias, the bias gradient's per-sample shares) that keep qkv's
+  batch and head axes and the rest whole."""
   spec = partitioning.spec_of(qkv_sharding, 5)
   batch, heads = spec[0], spec[3]
   return (partitioning.named(qkv_sharding, batch, None, None, heads, None),
           partitioning.named(qkv_sharding, batch, None, heads, None),
           partitioning.named(qkv_sharding, batch, heads, None),
-          partitioning.named(qkv_sharding, None, heads, None))
+          partitioning.named(qkv_sharding, None, heads, None),
+          partitioning.named(qkv_sharding, batch, None, heads, None))
 
 
 def _scale(qkv):
@@ -56,17 +58,18 @@ def _forward_call(qkv, bias):
 
 def _backward_call(qkv, bias, out, lse, d_out):
   native.require(_SOURCE, **_HANDLERS)
-  shapes = (jax.ShapeDtypeStruct(qkv.shape, qkv.dtype),)  # a 1-tuple, like the partitioning's
+  b, _, _, h, d = qkv.shape
+  shapes = (jax.ShapeDtypeStruct(qkv.shape, qkv.dtype), jax.ShapeDtypeStruct((b, 3, h, d), qkv.dtype))
   return tuple(jax.ffi.ffi_call(_BACKWARD, shapes)(qkv, bias, out, lse, d_out, scale=_scale(qkv)))
 
 
-_QKV, _OUT, _LSE, _BIAS = range(4)
+_QKV, _OUT, _LSE, _BIAS, _BIAS_SHARES = range(5)
 _WHOLE = ("n", "t", "d")  # tokens, the q/k/v axis and the head width
 _forward = partitioning.partitioned(_forward_call, _layouts, (_QKV, _BIAS), (_OUT, _LSE),
                                     "b n t h d, t h d -> b n h d, b h n", _WHOLE)
 _backward = partitioning.partitioned(
-    _backward_call, _layouts, (_QKV, _BIAS, _OUT, _LSE, _OUT), (_QKV,),
-    "b n t h d, t h d, b n h d, b h n, b n h d -> b n t h d", _WHOLE)
+    _backward_call, _layouts, (_QKV, _BIAS, _OUT, _LSE, _OUT), (_QKV, _BIAS_SHARES),
+    "b n t h d, t h d, b n h d, b h n, b n h d -> b n t h d, b t h d", _WHOLE)
 
 
 @jax.custom_vjp
@@ -82,8 +85,8 @@ def _vjp_forward(qkv, bias):
 
 
 def _vjp_backward(residuals, d_out):
-  d_qkv = _backward(*residuals, d_out)[0]
-  return d_qkv, d_qkv.sum((0, 1))
+  d_qkv, d_bias_shares = _backward(*residuals, d_out)
+  return d_qkv, d_bias_shares.sum(0)  # over samples (and devices, by XLA's collectives)
 
 
 self_attention.defvjp(_vjp_forward, _vjp_backward)

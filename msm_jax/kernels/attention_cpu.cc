@@ -210,8 +210,12 @@ struct Layout {
     return (task / heads) * n * 3 * heads * d + (part * heads + task % heads) * d;
   }
   int64_t QkvStride() const { return 3 * heads * d; }
-  // Offset of (part, h) in the projection's bias (3, H, D).
+  // Offset of (part, h) in the projection's bias (3, H, D), and of (b, part, h) in the per-sample
+  // shares of its gradient (B, 3, H, D).
   int64_t BiasBase(int64_t task, int part) const { return (part * heads + task % heads) * d; }
+  int64_t BiasPartBase(int64_t task, int part) const {
+    return (task / heads) * 3 * heads * d + BiasBase(task, part);
+  }
   int64_t OutBase(int64_t task) const { return (task / heads) * n * heads * d + (task % heads) * d; }
   int64_t OutStride() const { return heads * d; }
 };
@@ -267,11 +271,20 @@ struct ForwardKernel {
   }
 };
 
+// out[c] = scale * sum over rows i < n of src[i * D + c].
+template <int D>
+void SumRows(const float* src, int n, float scale, float* out) {
+  Vec sum[D / kWidth] = {};
+  for (int i = 0; i < n; ++i)
+    for (int c = 0; c < D / kWidth; ++c) sum[c] += Load(src + i * D + c * kWidth);
+  for (int c = 0; c < D / kWidth; ++c) Store(out + c * kWidth, sum[c] * scale);
+}
+
 template <int D>
 struct BackwardKernel {
   static void Run(ffi::ThreadPool* pool, Layout l, float scale, const float* qkv,
                   const float* bias, const float* out, const float* lse, const float* d_out,
-                  float* d_qkv) {
+                  float* d_qkv, float* d_bias) {
     const int n = static_cast<int>(l.n);
     ParallelFor(*pool, l.Tasks(), [&](int64_t task) {
       float* q = Scratch(static_cast<size_t>(8 * D + 3 * D + 1 + kBlockWidth) * Padded(n) +
@@ -287,6 +300,11 @@ struct BackwardKernel {
       Scatter<D>(dq, n, scale, d_qkv + l.QkvBase(task, 0), l.QkvStride());
       Scatter<D>(dk, n, 1.0f, d_qkv + l.QkvBase(task, 1), l.QkvStride());
       Scatter<D>(dv, n, 1.0f, d_qkv + l.QkvBase(task, 2), l.QkvStride());
+      // The bias's gradient, this sample's share, from the rows while they are in cache (a
+      // separate reduction over d_qkv would read it all back from memory).
+      SumRows<D>(dq, n, scale, d_bias + l.BiasPartBase(task, 0));
+      SumRows<D>(dk, n, 1.0f, d_bias + l.BiasPartBase(task, 1));
+      SumRows<D>(dv, n, 1.0f, d_bias + l.BiasPartBase(task, 2));
     });
   }
 };
@@ -326,12 +344,12 @@ ffi::Error Forward(ffi::ThreadPool pool, F32 qkv, F32 bias, F32Out out, F32Out l
 }
 
 ffi::Error Backward(ffi::ThreadPool pool, F32 qkv, F32 bias, F32 out, F32 lse, F32 d_out,
-                    F32Out d_qkv, float scale) {
+                    F32Out d_qkv, F32Out d_bias, float scale) {
   Layout l;
   if (ffi::Error e = LayoutOf(qkv, bias, &l); e.failure()) return e;
   return Dispatch<BackwardKernel>(l.d, &pool, l, scale, qkv.typed_data(), bias.typed_data(),
                                   out.typed_data(), lse.typed_data(), d_out.typed_data(),
-                                  d_qkv->typed_data());
+                                  d_qkv->typed_data(), d_bias->typed_data());
 }
 
 }  // namespace
@@ -354,4 +372,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(MsmAttentionBackward, Backward,
                                   .Arg<F32>()  // lse
                                   .Arg<F32>()  // d_out
                                   .Ret<F32>()  // d_qkv (B, N, 3, H, D), also the bias's per row
+                                  .Ret<F32>()  // the bias's, summed per sample (B, 3, H, D)
                                   .Attr<float>("scale"));
