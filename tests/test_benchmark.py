@@ -51,8 +51,9 @@ def test_peak_is_sampled_between_timed_stretches(monkeypatch):
   # Each stretch against the 6 samples around it: medians 3.5, 6.5, 9.5 and 12.5 GFLOP/s.
   stretch_seconds = result["seconds_per_step_by_stretch"]
   assert sum(stretch_seconds) / 4 == pytest.approx(result["seconds_per_step"])
-  assert result["fraction_of_peak_by_stretch"] == pytest.approx(
-      [result["step_flops"] / t / (p * 1e9) for t, p in zip(stretch_seconds, [3.5, 6.5, 9.5, 12.5])])
+  expected = [result["step_flops"] / t / (p * 1e9)
+              for t, p in zip(stretch_seconds, [3.5, 6.5, 9.5, 12.5])]
+  assert result["fraction_of_peak_by_stretch"] == pytest.approx(expected)
   # An explicit steps per call that does not divide the config's total_steps (1,000) still runs.
   config = get_config("tiny")
   config.input_shape, config.steps_per_call = (32, 32, 1), 3

@@ -59,7 +59,8 @@ def _forward_call(qkv, bias):
 def _backward_call(qkv, bias, out, lse, d_out):
   native.require(_SOURCE, **_HANDLERS)
   b, _, _, h, d = qkv.shape
-  shapes = (jax.ShapeDtypeStruct(qkv.shape, qkv.dtype), jax.ShapeDtypeStruct((b, 3, h, d), qkv.dtype))
+  shapes = (jax.ShapeDtypeStruct(qkv.shape, qkv.dtype),  # d_qkv
+            jax.ShapeDtypeStruct((b, 3, h, d), qkv.dtype))  # the bias gradient, per sample
   return tuple(jax.ffi.ffi_call(_BACKWARD, shapes)(qkv, bias, out, lse, d_out, scale=_scale(qkv)))
 
 

@@ -213,22 +213,23 @@ struct Layout {
   // Offset of (part, h) in the projection's bias (3, H, D), and of (b, part, h) in the per-sample
   // shares of its gradient (B, 3, H, D).
   int64_t BiasBase(int64_t task, int part) const { return (part * heads + task % heads) * d; }
-  int64_t BiasPartBase(int64_t task, int part) const {
+  int64_t BiasShareBase(int64_t task, int part) const {
     return (task / heads) * 3 * heads * d + BiasBase(task, part);
   }
   int64_t OutBase(int64_t task) const { return (task / heads) * n * heads * d + (task % heads) * d; }
   int64_t OutStride() const { return heads * d; }
 };
 
-// A head's rows are D floats (one to eight cache lines) a whole token's projection apart (KBs),
-// a pattern the hardware prefetchers do not follow: each row would be a cache miss waited for in
-// turn. Gather and Scatter ask for the row kPrefetchRows ahead (in a single-thread driver, the
-// encoder's gathers took ~30 % less time).
+// A head's rows are D floats (one to eight cache lines) a whole token's projection apart
+// (kilobytes), a pattern the hardware prefetchers do not follow: each row would be a cache miss
+// waited for in turn. Gather and Scatter ask for the row kPrefetchRows ahead (in a single-thread
+// driver, the encoder's gathers took ~30 % less time).
 constexpr int kPrefetchRows = 8;
 
 template <int D>
 inline void PrefetchRow(const float* row, bool write) {
-  for (int c = 0; c < D; c += kWidth) write ? __builtin_prefetch(row + c, 1) : __builtin_prefetch(row + c);
+  for (int c = 0; c < D; c += kWidth)
+    write ? __builtin_prefetch(row + c, 1) : __builtin_prefetch(row + c);
 }
 
 // dst row i = (src row i + bias) * scale; bias is null for rows that have none (out, d_out).
@@ -302,9 +303,9 @@ struct BackwardKernel {
       Scatter<D>(dv, n, 1.0f, d_qkv + l.QkvBase(task, 2), l.QkvStride());
       // The bias's gradient, this sample's share, from the rows while they are in cache (a
       // separate reduction over d_qkv would read it all back from memory).
-      SumRows<D>(dq, n, scale, d_bias + l.BiasPartBase(task, 0));
-      SumRows<D>(dk, n, 1.0f, d_bias + l.BiasPartBase(task, 1));
-      SumRows<D>(dv, n, 1.0f, d_bias + l.BiasPartBase(task, 2));
+      SumRows<D>(dq, n, scale, d_bias + l.BiasShareBase(task, 0));
+      SumRows<D>(dk, n, 1.0f, d_bias + l.BiasShareBase(task, 1));
+      SumRows<D>(dv, n, 1.0f, d_bias + l.BiasShareBase(task, 2));
     });
   }
 };

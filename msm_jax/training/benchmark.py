@@ -116,7 +116,8 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
     faults += after.ru_minflt - usage.ru_minflt
     system_seconds += after.ru_stime - usage.ru_stime
     peak_groups.append([peak_sample() for _ in range(samples_per_group)])
-  seconds, faults, system_seconds = sum(stretch_seconds) / steps, faults / steps, system_seconds / steps
+  seconds = sum(stretch_seconds) / steps
+  faults, system_seconds = faults / steps, system_seconds / steps
   peaks = sum(peak_groups, [])
   peak = float(np.median(peaks))
   step_flops = train_step_flops(task, batch_size)
