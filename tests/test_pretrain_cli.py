@@ -1,5 +1,6 @@
 """The command line: a few steps of `tiny`, resume, interruption, and config errors."""
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -117,6 +118,19 @@ def test_dtype_and_data_source_errors_name_the_field():
   config.data.data_dir = "/nonexistent/msm"
   with pytest.raises(ValueError, match="config.data"):
     make_source(config.data, config.input_shape, 0)
+
+
+def test_bfloat16_on_cpu_is_allowed_with_a_warning_naming_the_field(caplog):
+  config = get_config("vit_s")  # the paper variants default to bfloat16
+  assert config.model.dtype == "bfloat16"
+  with caplog.at_level(logging.WARNING):
+    validate_config(config)
+  assert "config.model.dtype='bfloat16' on CPU" in caplog.text
+  caplog.clear()
+  config.model.dtype = "float32"
+  with caplog.at_level(logging.WARNING):
+    validate_config(config)
+  assert "config.model.dtype" not in caplog.text
 
 
 def test_several_steps_per_call_log_and_checkpoint_at_call_boundaries(tmp_path):
