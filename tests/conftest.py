@@ -1,9 +1,11 @@
 """Test setup: 8 simulated CPU devices (set before JAX is first imported), a shared XLA
 compilation cache, and no network."""
 import atexit
+import gc
 import os
 import shutil
 import socket
+import sys
 import tempfile
 
 import pytest
@@ -44,3 +46,15 @@ def pytest_collection_modifyitems(items):
   """The study's module fixture is the suite's longest single piece: run its file first, so that a
   parallel run (`-n 2 --dist loadfile`, as .ci/run) does not end waiting for it alone."""
   items.sort(key=lambda item: item.path.name != "test_study.py")
+
+
+def pytest_sessionfinish(session):
+  """Frees the session's compiled programs while a worker still counts as busy. pytest-xdist's
+  controller shuts a worker down once it reports the session finished and SIGINTs it if it has
+  not exited 5 s later; after a full run the worker's last garbage collection (JAX's gc callback
+  releasing hundreds of executables) took longer than that on a loaded machine, and every run
+  ended with a KeyboardInterrupt traceback. Here, before xdist reports the worker finished
+  (its hook wraps this one), that work is done while the controller waits."""
+  if "jax" in sys.modules:
+    sys.modules["jax"].clear_caches()
+  gc.collect()
