@@ -5,6 +5,7 @@ Everything is offline: the dataset is opened from its directory with `tfds.build
 (no registry lookup, no GCS; tfds 4.9.10 also ships with GCS access disabled).
 """
 import functools
+import importlib.util
 import os
 import re
 
@@ -26,6 +27,12 @@ def import_tf():
   JAX owns the accelerators; TensorFlow only reads files on the CPU and must not reserve
   accelerator memory.
   """
+  missing = [m for m in ("tensorflow", "tensorflow_datasets") if not importlib.util.find_spec(m)]
+  if missing:
+    raise ImportError(
+        f"{' and '.join(missing)} not installed: built datasets (launch.make_dataset, "
+        "config.data.source=tfds) need TensorFlow and tensorflow-datasets; install them with: "
+        "pip install 'msm-jax[data]' (Colab has both already)")
   import tensorflow as tf
   try:
     tf.config.set_visible_devices([], "GPU")
