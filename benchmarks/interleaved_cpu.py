@@ -11,7 +11,7 @@ sampled by one more process right after that round's contenders.
 
 Contenders: msm-jax as configured by default (steps_per_call=0, automatic: 4 steps per call on
 CPU), msm-jax with one step per call, msm-jax by default but with the C++ kernels (attention,
-LayerNorm, GELU, AdamW, transpose) switched off (MSM_JAX_NATIVE_KERNELS=0), and PyTorch (run by
+LayerNorm, GELU, AdamW, transpose) switched off (MSM_JAX_CPU_KERNELS=0), and PyTorch (run by
 --torch_python, the venv described in pytorch_mae_reference.py):
   python benchmarks/interleaved_cpu.py --torch_python=/tmp/torchvenv/bin/python --rounds=8
 With --compare_with=DIR, one more contender runs the default from another checkout (e.g.
@@ -29,7 +29,7 @@ from pathlib import Path
 
 BATCH = 16
 HERE = Path(__file__).resolve().parent
-CONTENDERS = {  # name: (config.steps_per_call, MSM_JAX_NATIVE_KERNELS)
+CONTENDERS = {  # name: (config.steps_per_call, MSM_JAX_CPU_KERNELS)
     "msm-jax default (4 steps per call)": (0, "1"),
     "msm-jax, 1 step per call": (1, "1"),
     "msm-jax default, no C++ kernels": (0, "0"),
@@ -143,7 +143,7 @@ def main():
   for name, (_, native) in CONTENDERS.items():
     print(f"starting {name}", file=sys.stderr, flush=True)
     processes[name] = start(name, [sys.executable, script, f"--worker={name}"],
-                            {"MSM_JAX_NATIVE_KERNELS": native})
+                            {"MSM_JAX_CPU_KERNELS": native})
   if args.compare_with:  # its msm_jax and configs come first on the worker's path
     processes[CHECKOUT] = start(CHECKOUT, [sys.executable, script, f"--worker={CHECKOUT}"],
                                 {"PYTHONPATH": str(Path(args.compare_with).resolve())})

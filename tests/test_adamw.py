@@ -1,6 +1,6 @@
-"""The fused AdamW update (msm_jax/kernels/adamw_cpu.cc via optimizer.FusedAdamw): optax's
-values and state structure, clipping included, in place in the compiled step, and optax's own
-update wherever the kernel does not run."""
+"""The project's AdamW (training/optimizer.py): optax.adamw's values (clipping included), by its
+XLA form everywhere and by its fused form on CPU (msm_jax/kernels/adamw_cpu.cc), which updates the
+parameters in place in the compiled step; XLA's form wherever the kernel does not run."""
 import re
 
 import jax
@@ -11,9 +11,10 @@ import pytest
 from flax.training import train_state
 
 from configs.pretrain import get_config
+from msm_jax import cpu_kernels
 from msm_jax.kernels import adamw as adamw_kernel
 from msm_jax.training import loop
-from msm_jax.training.optimizer import make_optimizer
+from msm_jax.training.optimizer import decay_mask, make_optimizer
 from msm_jax.training.pretrain import MsmTask
 from msm_jax.training.step import make_train_step
 
@@ -21,7 +22,7 @@ LR = 1e-2
 
 
 def schedule(count):
-  return LR * (count + 1) / 4  # changes every step: the kernel must get this step's value
+  return LR * (count + 1) / 4  # changes every step: each form must get this step's value
 
 
 def params_and_grads(seed=0):
@@ -36,35 +37,56 @@ def params_and_grads(seed=0):
   return params, steps
 
 
+def optax_reference(config):
+  tx = optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=1e-8,
+                   weight_decay=config.weight_decay, mask=decay_mask)
+  if config.grad_clip_norm > 0:
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+  return tx
+
+
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("clip_norm", [0.0, 1.0])
-def test_fused_update_matches_optax(clip_norm):
-  if not adamw_kernel.supports(params_and_grads()[0]):
+def test_update_matches_optax_adamw(clip_norm, fused):
+  if fused and not adamw_kernel.supports(params_and_grads()[0]):
     pytest.skip("the C++ kernel cannot be built here")
   config = get_config("tiny")
   config.grad_clip_norm = clip_norm
-  tx = make_optimizer(config, schedule)
+  tx, ref_tx = make_optimizer(config, schedule), optax_reference(config)
   params, grads_per_step = params_and_grads()
   if clip_norm:  # clipping must actually trigger
     assert float(optax.tree.norm(grads_per_step[0])) > 10 * clip_norm
-  fused_params, fused_state = params, tx.init(params)
-  ref_params, ref_state = params, tx.init(params)
+
+  def ours(params, grads, state):
+    if fused:
+      return tx.hyper.apply_fused(params, grads, state)
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+  ours_params, state = params, tx.init(params)
+  ref_params, ref_state = params, ref_tx.init(params)
   for grads in grads_per_step:
-    fused_params, fused_state = jax.jit(tx.fused.apply)(fused_params, grads, fused_state)
-    updates, ref_state = jax.jit(tx.update)(grads, ref_state, ref_params)
+    ours_params, state = jax.jit(ours)(ours_params, grads, state)
+    updates, ref_state = jax.jit(ref_tx.update)(grads, ref_state, ref_params)
     ref_params = optax.apply_updates(ref_params, updates)
-  assert jax.tree.structure(fused_state) == jax.tree.structure(ref_state)
-  adam_of = lambda state: (state[1] if clip_norm else state)[0]  # under clip_by_global_norm's
-  adam, ref_adam = adam_of(fused_state), adam_of(ref_state)
-  assert int(adam.count) == int(ref_adam.count) == 4
+  ref_adam = (ref_state[1] if clip_norm else ref_state)[0]  # optax's ScaleByAdamState
+  assert int(state.count) == int(ref_adam.count) == 4
   # To a few ulp of each array's scale: multiplying by 1/x is not always dividing by x (the
   # clipping factor, the bias corrections), and sums of terms of both signs cancel.
   close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-6,
                                                   atol=1e-6 * float(np.max(np.abs(b))))
-  jax.tree.map(close, (adam.mu, adam.nu), (ref_adam.mu, ref_adam.nu))
+  jax.tree.map(close, (state.mu, state.nu), (ref_adam.mu, ref_adam.nu))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=5e-7 * LR),
-               fused_params, ref_params)  # ulp(0.01) ~ 1e-7 x LR
-  moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), fused_params, params)
+               ours_params, ref_params)  # ulp(0.01) ~ 1e-7 x LR
+  moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), ours_params, params)
   assert min(jax.tree.leaves(moved)) > 0.1 * LR
+
+
+def test_moments_never_share_a_buffer():
+  """The fused update writes mu and nu in place: one array for both would be written twice
+  (a crash under donation, seen with 8 devices)."""
+  state = make_optimizer(get_config("tiny"), schedule).init(params_and_grads()[0])
+  for mu, nu in zip(jax.tree.leaves(state.mu), jax.tree.leaves(state.nu)):
+    assert mu.unsafe_buffer_pointer() != nu.unsafe_buffer_pointer()
 
 
 def _tiny_task_and_batch():
@@ -98,7 +120,7 @@ def test_train_step_updates_parameters_in_place_with_the_kernel():
 
 def test_train_step_agrees_with_flax_and_optax():
   """A step of the MSM task with loop.TrainState (the kernel on CPU) and with flax's own
-  TrainState (optax's update): the same parameters and optimizer state. One step: after it,
+  TrainState (the optimizer's XLA form): the same parameters and optimizer state. One step: after it,
   gradients that are rounding noise (the key bias's, zero in exact arithmetic) differ between
   the two, and Adam scales noise up to full-size steps."""
   config, task, batch = _tiny_task_and_batch()
@@ -128,13 +150,13 @@ def test_kernel_is_chosen_only_on_cpu_for_float32(monkeypatch):
   assert not adamw_kernel.supports(params)
 
 
-def test_optax_updates_where_the_kernel_does_not_run(monkeypatch):
-  monkeypatch.setattr(adamw_kernel, "supports", lambda params: False)
+def test_xla_updates_with_the_cpu_kernels_switched_off():
   config, task, batch = _tiny_task_and_batch()
   tx = make_optimizer(config, lambda count: 1e-3)
   state = loop.create_train_state(task, tx, jax.random.key(0))
   step = jax.jit(make_train_step(task.loss_fn, lambda count: 1e-3))
-  assert "msm_adamw_update" not in step.lower(state, batch, jax.random.key(1)).as_text()
-  new_state, _ = step(state, batch, jax.random.key(1))
+  with cpu_kernels.switched(False):
+    assert "msm_adamw_update" not in step.lower(state, batch, jax.random.key(1)).as_text()
+    new_state, _ = step(state, batch, jax.random.key(1))
   assert int(new_state.step) == 1
   assert jax.tree.structure(new_state.opt_state) == jax.tree.structure(state.opt_state)

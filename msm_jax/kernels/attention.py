@@ -3,7 +3,7 @@
 The kernel saves only the output and each query's log-sum-exp; its backward pass recomputes
 the weights block by block. On the paper's ViT-S decoder attention (16 heads of 16, 197 tokens,
 batch 16) forward + backward takes ~30 ms against ~85 ms for the XLA formula in
-msm_jax/models/attention.py and ~35 ms for PyTorch's fused CPU kernel (README, Performance;
+msm_jax/models/attention.py and ~35 ms for PyTorch's fused CPU kernel (docs/performance.md;
 benchmarks/attention_cpu.py times it against another checkout's).
 
 It reads the fused QKV projection (B, N, 3, H, D) before its bias, adding the bias as it gathers

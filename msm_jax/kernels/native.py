@@ -8,8 +8,9 @@ keyed by the source and the headers beside it, the flags, jaxlib's version and t
 processes only load it, and a home directory shared by different machines gets one library per
 CPU model.
 
-Without a compiler, or with `MSM_JAX_NATIVE_KERNELS=0`, `load` returns None and says why once;
-callers then use their pure-XLA formula, which gives the same values, only slower.
+Without a compiler `load` returns None and says why once; callers then use their pure-XLA
+formula, which gives the same values, only slower. Whether the kernels are wanted at all is
+msm_jax.cpu_kernels' switch, consulted before anything here is imported.
 """
 import ctypes
 import functools
@@ -31,10 +32,6 @@ FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-fno-math-er
 
 class BuildError(RuntimeError):
   pass
-
-
-def enabled() -> bool:
-  return os.environ.get("MSM_JAX_NATIVE_KERNELS", "1") not in ("0", "false", "False", "")
 
 
 def cache_dir() -> Path:
@@ -86,9 +83,6 @@ def build(source: Path, cxx: str, include_dir: str, target: Path) -> None:
 def load(source_name: str) -> Optional[ctypes.CDLL]:
   """The compiled library of SOURCE_DIR/source_name, or None (with one warning) if it cannot be
   built here."""
-  if not enabled():
-    logging.info("MSM_JAX_NATIVE_KERNELS=0: not using %s", source_name)
-    return None
   cxx = compiler()
   if cxx is None:
     logging.warning("No C++ compiler ($CXX, c++, g++ or clang++) found: %s is not built and the "

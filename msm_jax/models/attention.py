@@ -1,14 +1,16 @@
 """Multi-head softmax attention, by the fastest path the platform has:
-  - CPU, float32: msm_jax/kernels' fused C++ kernel (`self_attention`), built on first use with
-    the machine's compiler; it takes the fused QKV projection directly and never stores the
-    (N, N) weights (flash-attention style). ~2x faster forward + backward than the formula
-    below on the paper's decoder heads, on par with PyTorch's fused CPU kernel (README).
+  - CPU, float32, with msm_jax.cpu_kernels' switch on (the default there): msm_jax/kernels'
+    fused C++ kernel (`self_attention`), built on first use with the machine's compiler; it takes
+    the fused QKV projection directly and never stores the (N, N) weights (flash-attention
+    style). ~2x faster forward + backward than the formula below on the paper's decoder heads,
+    on par with PyTorch's fused CPU kernel.
   - NVIDIA GPU, bfloat16/float16: cuDNN's flash kernel through jax.nn.dot_product_attention
-    (`attention`): the paper's ViT-S MSM step ~1.5x faster on an H100 (README, Performance).
+    (`attention`): the paper's ViT-S MSM step ~1.5x faster on an H100 (docs/performance.md).
     The kernel wants an even token count when training, and MSM's are odd (196 patches + CLS):
     one zero query/key is appended and masked out by length.
-  - Everything else (TPU, CPU without a C++ compiler, bfloat16 on CPU): the formula
-    `softmax_attention` on heads-major (B, H, N, Dh) arrays, with a hand-written backward pass.
+  - Everything else (TPU, CPU without a C++ compiler or with the switch off, bfloat16 on CPU):
+    the formula `softmax_attention` on heads-major (B, H, N, Dh) arrays, with a hand-written
+    backward pass.
 
 Why not let autodiff do it: differentiating softmax(q k^T) v contracts the (N, N) weight matrix
 over its *query* axis twice (for dk and dv). XLA:CPU sends such a product, whose large operand
@@ -30,7 +32,7 @@ enter the products with v in the compute dtype, as in the forward pass.
 import jax
 import jax.numpy as jnp
 
-from msm_jax.kernels import attention as cpu_kernel
+from msm_jax import cpu_kernels
 
 _F32 = jnp.float32
 
@@ -111,9 +113,9 @@ def attention(q, k, v):
 
 
 def uses_cpu_kernel(qkv) -> bool:
-  """Whether msm_jax/kernels' fused C++ kernel takes qkv: float32 on the CPU, a head width it is
-  built for, and a C++ compiler on this machine."""
-  return jax.devices()[0].platform == "cpu" and cpu_kernel.supports(qkv)
+  """Whether msm_jax/kernels' fused C++ kernel takes qkv: the CPU kernels switched on, float32, a
+  head width it is built for, and a C++ compiler on this machine."""
+  return cpu_kernels.supports("attention", qkv)
 
 
 def self_attention(qkv, bias):
@@ -121,7 +123,7 @@ def self_attention(qkv, bias):
   and that bias (3, H, Dh), to the heads' outputs (B, N, H, Dh): the C++ kernel on CPU where it
   runs (it adds the bias as it reads qkv), else `attention` on heads-major arrays."""
   if uses_cpu_kernel(qkv):
-    return cpu_kernel.self_attention(qkv, bias)
+    return cpu_kernels.kernel("attention").self_attention(qkv, bias)
   qkv = qkv + bias
   head_dim = qkv.shape[-1]
   q, k, v = (jnp.swapaxes(qkv[:, :, i], 1, 2) for i in range(3))

@@ -6,26 +6,22 @@ the wider one (e.g. dy (T, 1024) rather than x (T, 256) for an MLP's first layer
 narrower operand is transposed and the product is kept in the layout it is computed in (an
 optimization barrier stops XLA from folding the transpose back into the product and choosing
 again); where that product is (out, in), on CPU it is then transposed once into the kernel's
-layout before the optimizer reads it (by the C++ kernel in kernels/transpose_cpu.cc where it
-runs). Same parameters, names and values as nn.Dense; about 7%
-less time per ViT-S MSM train step on CPU (README, Performance).
+layout before the optimizer reads it (msm_jax/kernels/transpose.py, with the CPU kernels on).
+Same parameters, names and values as nn.Dense; about 7% less time per ViT-S MSM train step on
+CPU (docs/performance.md).
 
 `Dense(..., epilogue=f)` returns f(x @ kernel, bias) instead of their sum, so that what follows
 the layer can add the bias in its own pass over the output: `bias_gelu` (the MLP's first layer;
-on CPU in float32 one C++ kernel, msm_jax/kernels/gelu.py) and the attention kernel (the QKV
-projection, msm_jax/models/vit.py).
+on CPU in float32 one C++ kernel, msm_jax/kernels/gelu.py, behind msm_jax.cpu_kernels' switch)
+and the attention kernel (the QKV projection, msm_jax/models/vit.py).
 """
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.experimental.layout import Layout, with_layout_constraint
 
-from msm_jax.kernels import gelu as gelu_kernel
-from msm_jax.kernels import transpose as transpose_kernel
-
-_ROW_MAJOR = Layout(major_to_minor=(0, 1))
+from msm_jax import cpu_kernels
 
 
 def _matmul(x, kernel):
@@ -44,13 +40,8 @@ def _matmul_bwd(residuals, dy):
     dkernel = jax.lax.optimization_barrier(x2.T @ dy2)
   else:
     product = jax.lax.optimization_barrier(dy2.T @ x2)  # (out, in)
-    if transpose_kernel.supports(product):
-      dkernel = transpose_kernel.transpose(product)  # ~1.4x faster than XLA:CPU's transpose
-    elif jax.devices()[0].platform == "cpu":
-      # Transposed once here, into the kernel's own layout: left to itself XLA:CPU folds the
-      # transpose into every consumer (AdamW's moment updates, the gradient norm), each then
-      # reading the gradient with a large stride, ~100 ms per ViT-S step.
-      dkernel = jax.lax.optimization_barrier(with_layout_constraint(product.T, _ROW_MAJOR))
+    if cpu_kernels.enabled():  # transposed once, in memory, before the optimizer reads it
+      dkernel = cpu_kernels.kernel("transpose").transpose(product)
     else:
       dkernel = product.T
   return dx, dkernel.astype(kernel.dtype)
@@ -73,13 +64,13 @@ def gelu(x):
 
 
 def uses_cpu_gelu_kernel(h) -> bool:
-  return jax.devices()[0].platform == "cpu" and gelu_kernel.supports(h)
+  return cpu_kernels.supports("gelu", h)
 
 
 def bias_gelu(h, bias):
   """gelu(h + bias): the C++ kernel on CPU where it runs, else the formula."""
   if uses_cpu_gelu_kernel(h):
-    return gelu_kernel.gelu(h, bias)
+    return cpu_kernels.kernel("gelu").gelu(h, bias)
   return gelu(h + bias)
 
 

@@ -86,13 +86,13 @@ class _StopRequest:
 
 class TrainState(train_state.TrainState):
   """flax's TrainState, whose apply_gradients takes the optimizer's fused form where it has one
-  that runs here (optimizer.FusedAdamw: AdamW on CPU), else tx.update as usual."""
+  that runs here (optimizer.Adamw on CPU with the C++ kernels on), else tx.update as usual."""
 
   def apply_gradients(self, *, grads, **kwargs):
-    fused = getattr(self.tx, "fused", None)
-    if fused is None or not fused.runs_on(self.params):
+    hyper = getattr(self.tx, "hyper", None)
+    if hyper is None or not hyper.runs_fused(self.params):
       return super().apply_gradients(grads=grads, **kwargs)
-    params, opt_state = fused.apply(self.params, grads, self.opt_state)
+    params, opt_state = hyper.apply_fused(self.params, grads, self.opt_state)
     return self.replace(step=self.step + 1, params=params, opt_state=opt_state, **kwargs)
 
 
@@ -108,7 +108,10 @@ def train(config, workdir: str, task: Task, source=None):
   validate_config(config)
   os.makedirs(workdir, exist_ok=True)
   checkpointer = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
-  start_step = checkpointer.latest_step() or 0
+  # A checkpoint at step 0 is a start point too (launch.import_checkpoint writes imported
+  # weights there): resume whenever one exists.
+  latest = checkpointer.latest_step()
+  start_step = latest or 0
   per_call = resolve_steps_per_call(config.steps_per_call, start_step, config.total_steps,
                                     config.log_every, config.checkpoint_every,
                                     config.figure_every)
@@ -130,7 +133,7 @@ def train(config, workdir: str, task: Task, source=None):
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
 
   init_state = functools.partial(create_train_state, task, tx)
-  if start_step:
+  if latest is not None:
     abstract = parallel.state_shardings(jax.eval_shape(init_state, init_rng))
     state = parallel.place_state(checkpointer.restore_state(abstract))
     logging.info("Resumed from %s at step %d.", workdir, start_step)
