@@ -30,7 +30,8 @@ def get_config(variant: str = "tiny"):
   c.model.decoder = lookup(DECODERS, c.model.decoder_name, "config.model.decoder_name")
   c.model.patch_size = (8, 8) if variant == "tiny" else (16, 16)
   c.model.use_cls = True
-  c.model.dtype = "float32" if variant == "tiny" else "bfloat16"
+  # Compute dtype: 'auto' = bfloat16 on GPU/TPU, float32 on CPU (faster there); or either name.
+  c.model.dtype = "auto"
   c.model.drop_path = 0.0
 
   c.mask_ratio = 0.75
@@ -61,7 +62,7 @@ def get_config(variant: str = "tiny"):
 
   c.parallel = "jit"  # or "pmap"
   # Train steps per compiled call (a lax.scan). >1 saves per-call overhead: on CPU the step's
-  # temporaries are then allocated once per call (see README, Performance). 0 = automatic:
+  # temporaries are then allocated once per call (see docs/performance.md). 0 = automatic:
   # up to 4 on CPU, dividing the cadences below so that calls end on them; 1 on accelerators.
   c.steps_per_call = 0
   c.log_every = 50 if variant == "tiny" else 100

@@ -1,7 +1,9 @@
 r"""Time the compiled MSM train step on synthetic arrays and print one JSON line.
 
-  python -m launch.benchmark --config=configs/pretrain.py:vit_s --config.model.dtype=float32 \
-      --batch_size=16 --steps=8
+  python -m launch.benchmark --config=configs/pretrain.py:vit_s --batch_size=16 --steps=8
+
+The compute dtype is the config's (default 'auto': float32 on CPU, bfloat16 on accelerators);
+the JSON's `dtype` names the one that ran.
 
 step_flops is the analytic matrix-product count (forward + backward); peak_flops_per_sec is a
 matrix product in the same dtype measured on the same devices (the median of samples taken

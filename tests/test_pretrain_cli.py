@@ -121,16 +121,17 @@ def test_dtype_and_data_source_errors_name_the_field():
 
 
 def test_bfloat16_on_cpu_is_allowed_with_a_warning_naming_the_field(caplog):
-  config = get_config("vit_s")  # the paper variants default to bfloat16
-  assert config.model.dtype == "bfloat16"
+  config = get_config("vit_s")
+  config.model.dtype = "bfloat16"
   with caplog.at_level(logging.WARNING):
     validate_config(config)
   assert "config.model.dtype='bfloat16' on CPU" in caplog.text
-  caplog.clear()
-  config.model.dtype = "float32"
-  with caplog.at_level(logging.WARNING):
-    validate_config(config)
-  assert "config.model.dtype" not in caplog.text
+  for dtype in ("auto", "float32"):  # the default resolves to float32 on CPU
+    caplog.clear()
+    config.model.dtype = dtype
+    with caplog.at_level(logging.WARNING):
+      validate_config(config)
+    assert "config.model.dtype" not in caplog.text
 
 
 def test_several_steps_per_call_log_and_checkpoint_at_call_boundaries(tmp_path):

@@ -1,17 +1,28 @@
 """Models from the `config.model` block, and the JSON description stored with checkpoints."""
 from typing import Any, Mapping, Sequence
 
+import jax
 import jax.numpy as jnp
 
 from msm_jax.models.msm import Decoder, Encoder, MaskedSpectrogramModel
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+AUTO = "auto"
+
+
+def resolve_dtype(name: str) -> str:
+  """config.model.dtype as the name of the dtype that runs here: 'auto' is bfloat16 on an
+  accelerator and float32 on CPU, where XLA's bfloat16 products are no faster and the C++ kernels
+  are float32 only."""
+  if name == AUTO:
+    return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+  if name not in DTYPES:
+    raise ValueError(f"config.model.dtype={name!r}: choose one of {sorted(DTYPES) + [AUTO]}")
+  return name
 
 
 def compute_dtype(name: str):
-  if name not in DTYPES:
-    raise ValueError(f"config.model.dtype={name!r}: choose one of {sorted(DTYPES)}")
-  return DTYPES[name]
+  return DTYPES[resolve_dtype(name)]
 
 
 def model_description(model_config: Mapping[str, Any], input_shape: Sequence[int]) -> dict:

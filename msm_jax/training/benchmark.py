@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from msm_jax.models.build import compute_dtype
+from msm_jax.models.build import compute_dtype, resolve_dtype
 from msm_jax.models.flops import msm_train_flops_per_sample
 from msm_jax.training.loop import create_train_state
 from msm_jax.training.optimizer import learning_rate_schedule, make_optimizer
@@ -111,7 +111,7 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
       state, metrics = step(state, batch, rng)
     jax.block_until_ready(metrics)
     stretch_seconds.append(time.perf_counter() - start)
-    # On CPU, fresh temporaries are page-faulted in every call; worth watching (see README).
+    # On CPU, fresh temporaries are page-faulted in every call; worth watching (docs/performance.md).
     after = resource.getrusage(resource.RUSAGE_SELF)
     faults += after.ru_minflt - usage.ru_minflt
     system_seconds += after.ru_stime - usage.ru_stime
@@ -133,7 +133,7 @@ def benchmark(config, batch_size: int, steps: int, peak_size: int = 0,
   count = lambda tree: int(sum(x.size for x in jax.tree.leaves(tree)))
   return {
       "variant": config.variant,
-      "dtype": config.model.dtype,
+      "dtype": resolve_dtype(config.model.dtype),  # what ran ('auto' resolved)
       "parallel": config.parallel,
       "batch_size": batch_size,
       "input_shape": list(config.input_shape),

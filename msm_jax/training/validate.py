@@ -2,7 +2,7 @@
 import jax
 from absl import logging
 
-from msm_jax.models.build import compute_dtype
+from msm_jax.models.build import resolve_dtype
 from msm_jax.models.masking import num_visible
 from msm_jax.models.patches import grid_shape
 
@@ -18,14 +18,12 @@ def validate_config(config):
   _require(len(shape) == 3 and all(int(s) > 0 for s in shape),
            f"config.input_shape={shape} must be (time frames, frequency bins, channels) > 0")
   grid = grid_shape(shape[:2], tuple(config.model.patch_size))
-  compute_dtype(config.model.dtype)
-  if config.model.dtype == "bfloat16" and jax.devices()[0].platform == "cpu":
-    # Allowed, but almost certainly not what a CPU user wants (the paper variants default to it).
+  if resolve_dtype(config.model.dtype) == "bfloat16" and jax.devices()[0].platform == "cpu":
+    # Asked for explicitly ('auto' is float32 on CPU): allowed, but slower there.
     logging.warning(
         "config.model.dtype='bfloat16' on CPU: XLA:CPU's bfloat16 products are no faster than "
         "float32 ones and the C++ kernels are float32 only, so float32 is faster here (ViT-S: "
-        "~6.7 against ~11 samples/s on 2 Xeon cores, README Performance); pass "
-        "--config.model.dtype=float32")
+        "~6.7 against ~11 samples/s on 2 Xeon cores); the default 'auto' picks float32 on CPU")
   if "mask_ratio" in config:
     num_visible(grid[0] * grid[1], config.mask_ratio)
   _require(config.total_steps > 0, f"config.total_steps={config.total_steps} must be > 0")
