@@ -51,6 +51,17 @@ def assert_trees_identical(a, b):
     np.testing.assert_array_equal(x, y)  # exact, not approximate
 
 
+def test_a_state_of_another_structure_is_refused_with_the_way_out(tmp_path):
+  """E.g. a workdir written before msm-jax had its own AdamW state (optax's layout)."""
+  state = make_state()
+  with Checkpointer(str(tmp_path)) as ckpt:
+    assert ckpt.save(1, state, state.params["encoder"], CONFIG)
+    ckpt.wait()
+    other = state.replace(opt_state={"mu": state.params})
+    with pytest.raises(ValueError, match=r"step 1 .* does not fit .*--config.init_from="):
+      ckpt.restore_state(other)
+
+
 def test_round_trip_bit_identical(tmp_path):
   state = make_state(train_steps=3)
   with Checkpointer(str(tmp_path)) as ckpt:

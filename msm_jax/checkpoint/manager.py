@@ -139,10 +139,19 @@ class Checkpointer:
     step = self.latest_step() if step is None else int(step)
     if step is None or step not in self._mngr.all_steps():
       raise _missing(self.directory, self.workdir, step, self._mngr.all_steps())
-    restored = self._mngr.restore(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardRestore(_restore_target(abstract_state))),
-    )
+    try:
+      restored = self._mngr.restore(
+          step,
+          args=ocp.args.Composite(state=ocp.args.StandardRestore(_restore_target(abstract_state))),
+      )
+    except ValueError as error:
+      if "tree structures do not match" not in str(error):
+        raise
+      raise ValueError(
+          f"The train state of step {step} in {self.directory} does not fit this run's (another "
+          "model config, or an msm-jax before its own AdamW state): resume it with the config it "
+          "was written with, use a new --workdir, or finetune from its encoder with "
+          f"--config.init_from={self.workdir}. Orbax: {error}") from error
     return restored["state"]
 
   def wait(self):
