@@ -1,6 +1,6 @@
 """PyTorch MAE reference: throughput of one HF `ViTMAEForPreTraining` train step.
 
-Measures the PyTorch baseline the README compares msm-jax against: the radio foundation
+Measures the PyTorch baseline docs/performance.md compares msm-jax against: the radio foundation
 model paper's ViT-S MAE (224x224 image, 1 channel, patch 16; encoder 512 wide, 12 layers,
 8 heads, MLP 2048; decoder 256 wide, 8 layers, 16 heads, MLP 1024; mask ratio 0.75,
 norm_pix_loss off, exact GELU; fp32, or bf16 autocast with --dtype=bfloat16). One train

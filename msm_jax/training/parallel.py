@@ -17,7 +17,7 @@ from msm_jax.training.step import make_multi_step, make_train_step
 
 PMAP_AXIS = "batch"
 # The most steps per call that steps_per_call=0 ("auto") picks on CPU: the ViT-S step measured
-# 6-10 % faster with 4 per call than with 1 (README, Performance); `tiny`'s small temporaries
+# 6-10 % faster with 4 per call than with 1 (docs/performance.md); `tiny`'s small temporaries
 # showed no difference between 1 and 8.
 AUTO_STEPS_PER_CALL = 4
 
