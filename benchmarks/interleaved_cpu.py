@@ -9,12 +9,13 @@ relative to PyTorch's in the same round, and the median over rounds of its fract
 analytic step FLOPs / time / the fp32 matmul rate (what launch.benchmark calls the peak)
 sampled by one more process right after that round's contenders.
 
-Contenders: msm-jax as configured by default (steps_per_call=0, automatic: 4 steps per call on
-CPU), msm-jax with one step per call, msm-jax by default but with the C++ kernels (attention,
-LayerNorm, GELU, AdamW, transpose) switched off (MSM_JAX_CPU_KERNELS=0), and PyTorch (run by
+Contenders: msm-jax with the C++ kernels (attention, LayerNorm, GELU, AdamW, transpose) forced
+on (MSM_JAX_CPU_KERNELS=1; by default they are on only on AVX-512 CPUs) and steps_per_call=0
+(automatic: 4 steps per call on CPU), the same with one step per call, msm-jax with the kernels
+off (MSM_JAX_CPU_KERNELS=0), and PyTorch (run by
 --torch_python, the venv described in pytorch_mae_reference.py):
   python benchmarks/interleaved_cpu.py --torch_python=/tmp/torchvenv/bin/python --rounds=8
-With --compare_with=DIR, one more contender runs the default from another checkout (e.g.
+With --compare_with=DIR, one more contender runs the first from another checkout (e.g.
 `git worktree add /tmp/before HEAD~1`), to A/B a change on this VM:
   python benchmarks/interleaved_cpu.py --torch_python=... --compare_with=/tmp/before --rounds=16
 """
@@ -30,11 +31,11 @@ from pathlib import Path
 BATCH = 16
 HERE = Path(__file__).resolve().parent
 CONTENDERS = {  # name: (config.steps_per_call, MSM_JAX_CPU_KERNELS)
-    "msm-jax default (4 steps per call)": (0, "1"),
-    "msm-jax, 1 step per call": (1, "1"),
-    "msm-jax default, no C++ kernels": (0, "0"),
+    "msm-jax, C++ kernels on (4 steps per call)": (0, "1"),
+    "msm-jax, C++ kernels on, 1 step per call": (1, "1"),
+    "msm-jax, C++ kernels off (4 steps per call)": (0, "0"),
 }
-CHECKOUT = "msm-jax default, --compare_with checkout"  # (0, "1"), from another directory
+CHECKOUT = "msm-jax, --compare_with checkout"  # (0, "1"), from another directory
 PYTORCH = "pytorch"
 PEAK = "peak"  # not a contender: samples the matmul rate each round
 PEAK_SAMPLES = 5  # per round

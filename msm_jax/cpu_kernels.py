@@ -7,26 +7,50 @@ training code reach them only through this module, which imports `msm_jax.kernel
 first time a kernel is asked for while JAX computes on the CPU. On an accelerator, or with the
 switch off, the models are plain Flax layers and nothing under msm_jax/kernels is imported.
 
-The switch: on by default where the kernels run (the CPU backend); `MSM_JAX_CPU_KERNELS=0` in the
-environment turns it off for a process, `with cpu_kernels.switched(False):` for a block of code
-(both read when a function is traced: a function jitted before the switch moved keeps its
-compiled form). Off, the same XLA formulas run with the same values, only slower.
+The switch: `MSM_JAX_CPU_KERNELS=auto` (the default) turns them on where they help, CPUs with
+AVX-512, whose 16-float registers the kernels are written for; on an AVX2-only CPU (a 2-core AMD
+EPYC) they made the ViT-S step 1.5-3x slower than XLA's formulas (docs/performance.md). `1`
+forces them on, `0` off; `with cpu_kernels.switched(False):` sets it for a block of code. Both
+are read when a function is traced: a function jitted before the switch moved keeps its compiled
+form. Off, the same XLA formulas run with the same values.
 """
 import contextlib
+import functools
 import importlib
 import os
+import re
 from typing import Optional
 
 import jax
 
 ENV = "MSM_JAX_CPU_KERNELS"
-_OFF = ("0", "false", "off", "no")
+_SETTINGS = {"auto": None, "1": True, "on": True, "true": True, "0": False, "off": False,
+             "false": False}
 _override: Optional[bool] = None
 
 
+@functools.cache
+def cpu_has_avx512() -> bool:
+  try:
+    with open("/proc/cpuinfo") as f:
+      return re.search(r"\bavx512f\b", f.read()) is not None
+  except OSError:  # not Linux: no such file; the kernels stay off unless forced
+    return False
+
+
+def _setting() -> Optional[bool]:
+  value = os.environ.get(ENV, "auto").strip().lower()
+  if value not in _SETTINGS:
+    raise ValueError(f"{ENV}={value!r}: choose auto (the default), 1 or 0")
+  return _SETTINGS[value]
+
+
 def enabled() -> bool:
-  """Whether the kernels may be used now: JAX computes on the CPU and the switch is on."""
-  on = _override if _override is not None else os.environ.get(ENV, "1").lower() not in _OFF
+  """Whether the kernels may be used now: JAX computes on the CPU and the switch is on (by
+  default: the CPU has AVX-512)."""
+  on = _override if _override is not None else _setting()
+  if on is None:
+    on = cpu_has_avx512()
   return on and jax.devices()[0].platform == "cpu"
 
 

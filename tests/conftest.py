@@ -12,6 +12,9 @@ import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The C++ CPU kernels on whatever the CPU (by default only AVX-512 ones use them), so that the
+# code paths that call them are tested everywhere; tests/test_packaging.py checks the default.
+os.environ.setdefault("MSM_JAX_CPU_KERNELS", "1")
 # TensorFlow (data pipeline only) must stay quiet and never take an accelerator.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # One compilation cache for the session and the CLI subprocesses it starts: most tests build

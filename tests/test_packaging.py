@@ -94,14 +94,21 @@ def test_a_train_step_with_the_switch_off_loads_no_kernels():
   assert json.loads(_python(TRAIN_STEP + LOADED, **{cpu_kernels.ENV: "0"})) == []
 
 
-def test_a_train_step_on_cpu_loads_the_kernels_and_nothing_of_tensorflow():
-  loaded = json.loads(_python(TRAIN_STEP + LOADED))
+def test_a_train_step_with_the_switch_on_loads_the_kernels_and_nothing_of_tensorflow():
+  loaded = json.loads(_python(TRAIN_STEP + LOADED, **{cpu_kernels.ENV: "1"}))
   assert "msm_jax.kernels.attention" in loaded and "tensorflow" not in loaded
 
 
 def test_the_switch(monkeypatch):
   monkeypatch.delenv(cpu_kernels.ENV, raising=False)
-  assert cpu_kernels.enabled()  # on by default on the CPU
+  assert cpu_kernels.enabled() == cpu_kernels.cpu_has_avx512()  # the default, 'auto'
+  monkeypatch.setenv(cpu_kernels.ENV, "auto")
+  monkeypatch.setattr(cpu_kernels, "cpu_has_avx512", lambda: True)
+  assert cpu_kernels.enabled()
+  monkeypatch.setattr(cpu_kernels, "cpu_has_avx512", lambda: False)
+  assert not cpu_kernels.enabled()
+  monkeypatch.setenv(cpu_kernels.ENV, "1")
+  assert cpu_kernels.enabled()
   with cpu_kernels.switched(False):
     assert not cpu_kernels.enabled() and not cpu_kernels.supports("gelu", None)
     with pytest.raises(RuntimeError, match="CPU kernels off"):
@@ -113,6 +120,9 @@ def test_the_switch(monkeypatch):
   monkeypatch.setenv(cpu_kernels.ENV, "1")
   monkeypatch.setattr("jax.devices", lambda *a: [type("Tpu", (), {"platform": "tpu"})()])
   assert not cpu_kernels.enabled()  # never on an accelerator
+  monkeypatch.setenv(cpu_kernels.ENV, "yes please")
+  with pytest.raises(ValueError, match="MSM_JAX_CPU_KERNELS='yes please'"):
+    cpu_kernels.enabled()
 
 
 @pytest.mark.parametrize("variant", ["tiny", "vit_s", "maskspec_base"])
