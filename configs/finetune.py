@@ -82,4 +82,5 @@ def get_config(variant: str = "seg_tiny"):
   c.figure_every = 0 if task == "har" else c.checkpoint_every  # segmentation overlays
   c.figure_examples = 4
   c.eval_batch_size = 64
+  c.skip_nonfinite = False  # as in configs/pretrain.py: NaN/inf steps stop the run, or are skipped
   return c

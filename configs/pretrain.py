@@ -64,6 +64,9 @@ def get_config(variant: str = "tiny"):
   # Train steps per compiled call (a lax.scan). >1 saves per-call overhead: on CPU the step's
   # temporaries are then allocated once per call (see docs/performance.md). 0 = automatic:
   # up to 4 on CPU, dividing the cadences below so that calls end on them; 1 on accelerators.
+  # A step whose loss or gradient norm is NaN/inf stops the run (nothing non-finite is saved);
+  # True skips such updates instead (counted in the log and status.json).
+  c.skip_nonfinite = False
   c.steps_per_call = 0
   c.log_every = 50 if variant == "tiny" else 100
   c.checkpoint_every = 250 if variant == "tiny" else 2_000

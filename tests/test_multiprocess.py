@@ -223,7 +223,8 @@ def test_two_process_training_loop_writes_once(trained, reference):
   assert f"step {worker.STEPS}/{worker.STEPS}" in run.output(0, "stdout")
   assert "step 1/" not in run.output(1, "stdout")
   with open(workdir / "status.json") as f:
-    assert json.load(f) == {"step": worker.STEPS, "total_steps": worker.STEPS, "finished": True}
+    assert json.load(f) == {"step": worker.STEPS, "total_steps": worker.STEPS, "finished": True,
+                            "skipped_steps": 0}
 
   # The checkpoints (every 2 steps and the last), restored by a fresh 1-process reader.
   steps, restored = restore(workdir, reference)

@@ -52,7 +52,7 @@ def test_cli_trains_checkpoints_draws_and_resumes(tmp_path):
   assert [r["step"] for r in records(workdir)] == [2, 4, 6, 8, 10]
   assert Checkpointer(workdir).latest_step() == 10
   with open(os.path.join(workdir, "status.json")) as f:
-    assert json.load(f) == {"step": 10, "total_steps": 10, "finished": True}
+    assert json.load(f) == {"step": 10, "total_steps": 10, "finished": True, "skipped_steps": 0}
 
 
 def test_sigterm_saves_a_checkpoint_and_the_rerun_continues(tmp_path):

@@ -15,8 +15,10 @@ from flax.training import train_state
 from msm_jax.checkpoint.manager import Checkpointer
 from msm_jax.data.source import make_source
 from msm_jax.metrics.logger import TrainLogger
+from msm_jax.training.guard import NonFiniteGuard
 from msm_jax.training.optimizer import learning_rate_schedule, make_optimizer
 from msm_jax.training.parallel import Parallel, resolve_steps_per_call
+from msm_jax.training.step import GUARD_METRICS
 from msm_jax.training.validate import validate_config
 
 
@@ -145,7 +147,9 @@ def train(config, workdir: str, task: Task, source=None):
       state = parallel.place_state(host.replace(params=params))
   logging.info("%d train step(s) per compiled call.", per_call)
 
-  step_fn = parallel.compile_step(task.loss_fn, schedule, config.grad_accum_steps)
+  step_fn = parallel.compile_step(task.loss_fn, schedule, config.grad_accum_steps,
+                                  config.skip_nonfinite)
+  guard = NonFiniteGuard(config.skip_nonfinite, checkpointer)
   batches = source.batches(global_batch_size=config.batch_size, start_step=start_step,
                            process_index=jax.process_index(),
                            process_count=jax.process_count())
@@ -155,49 +159,51 @@ def train(config, workdir: str, task: Task, source=None):
   figure_images = None
 
   def save_checkpoint(step):
+    guard.settle()  # never a checkpoint of a state that went non-finite
     with logger.excluded():
       host = parallel.host_state(state)
       encoder, description = task.export(host.params)
       checkpointer.save(step, host, encoder, description, force=True)
 
-  with _StopRequest() as stop:
-    step = start_step
-    while step < config.total_steps:
-      local_batches = [next(batches) for _ in range(per_call)]
-      if figure_images is None:
-        figure_images = local_batches[0]["image"][:config.figure_examples]
-      state, metrics = step_fn(state, parallel.place_batch(local_batches), train_rng)
-      step += per_call
-      last = step == config.total_steps
+  try:
+    with _StopRequest() as stop:
+      step = start_step
+      while step < config.total_steps:
+        local_batches = [next(batches) for _ in range(per_call)]
+        if figure_images is None:
+          figure_images = local_batches[0]["image"][:config.figure_examples]
+        state, metrics = step_fn(state, parallel.place_batch(local_batches), train_rng)
+        guard.watch(step, metrics)
+        step += per_call
+        last = step == config.total_steps
 
-      def due(every: int) -> bool:  # the call just run included a step that is a multiple
-        return every > 0 and (step % every < per_call or last)
+        def due(every: int) -> bool:  # the call just run included a step that is a multiple
+          return every > 0 and (step % every < per_call or last)
 
-      if due(config.log_every):
-        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        if not np.isfinite(metrics["loss"]):
-          raise FloatingPointError(
-              f"loss is {metrics['loss']} at step {step}; the last good checkpoint is in "
-              f"{workdir}. Lower config.base_lr or set config.grad_clip_norm.")
-        logger.log(step, metrics)
-      if due(config.figure_every) and is_chief:
-        with logger.excluded():
-          params = jax.device_get(parallel.host_state(state).params)
-          path = task.save_figure(params, figure_images, step, workdir)
-          if path:
-            logging.info("Figure: %s", path)
-      stopping = stop.agreed(due(config.log_every))
-      if due(config.checkpoint_every) or stopping:
-        save_checkpoint(step)
-      if stopping:
-        logging.warning("Stopped at step %d; rerun the same command to resume.", step)
-        break
+        if due(config.log_every) or due(config.figure_every):
+          guard.settle()  # on every host, so that all stop at the same call
+        if due(config.log_every):
+          logger.log(step, {k: float(v) for k, v in jax.device_get(metrics).items()
+                            if k not in GUARD_METRICS})
+        if due(config.figure_every) and is_chief:
+          with logger.excluded():
+            params = jax.device_get(parallel.host_state(state).params)
+            path = task.save_figure(params, figure_images, step, workdir)
+            if path:
+              logging.info("Figure: %s", path)
+        stopping = stop.agreed(due(config.log_every))
+        if due(config.checkpoint_every) or stopping:
+          save_checkpoint(step)
+        if stopping:
+          logging.warning("Stopped at step %d; rerun the same command to resume.", step)
+          break
 
-  checkpointer.wait()
-  checkpointer.close()
-  logger.close()
+    guard.settle()
+  finally:  # saves in flight finish, also when the run stops on an error
+    checkpointer.close()
+    logger.close()
   if is_chief:
     with open(os.path.join(workdir, "status.json"), "w") as f:
       json.dump({"step": step, "total_steps": config.total_steps,
-                 "finished": step >= config.total_steps}, f)
+                 "finished": step >= config.total_steps, "skipped_steps": guard.skipped}, f)
   return parallel.host_state(state)

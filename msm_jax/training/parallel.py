@@ -55,13 +55,14 @@ class Parallel:
     self.local_stack = NamedSharding(Mesh(np.asarray(jax.local_devices()), (PMAP_AXIS,)),
                                      P(PMAP_AXIS))
 
-  def compile_step(self, loss_fn, schedule, grad_accum_steps: int = 1):
+  def compile_step(self, loss_fn, schedule, grad_accum_steps: int = 1,
+                   skip_nonfinite: bool = False):
+    options = dict(grad_accum_steps=grad_accum_steps, skip_nonfinite=skip_nonfinite)
     if self.mode == "jit":
-      step = self._calls(make_train_step(loss_fn, schedule, grad_accum_steps=grad_accum_steps))
+      step = self._calls(make_train_step(loss_fn, schedule, **options))
       return jax.jit(step, in_shardings=(self.replicated, self.data_sharding, self.replicated),
                      out_shardings=(self.replicated, self.replicated), donate_argnums=0)
-    step = self._calls(make_train_step(loss_fn, schedule, grad_accum_steps=grad_accum_steps,
-                                       axis_name=PMAP_AXIS))
+    step = self._calls(make_train_step(loss_fn, schedule, axis_name=PMAP_AXIS, **options))
     pstep = jax.pmap(step, axis_name=PMAP_AXIS, in_axes=(0, 0, None), donate_argnums=0)
 
     @functools.wraps(step)
