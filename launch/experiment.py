@@ -6,8 +6,10 @@ each, train the same and a ~4x larger encoder from scratch, and the reconstructi
 Writes WORKDIR/results.md, results.json and results.png; rerunning skips finished runs and resumes
 an interrupted one.
 """
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
+
+from launch import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "e.g. configs/experiment.py:cpu")
@@ -27,4 +29,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -8,8 +8,10 @@ rerunning with the same --workdir resumes. --multihost calls jax.distributed.ini
 """
 import json
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
+
+from launch import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/finetune.py:har_tiny.")
@@ -32,4 +34,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

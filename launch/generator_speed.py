@@ -14,6 +14,8 @@ import time
 
 from absl import app, flags
 
+from launch import cli
+
 from msm_jax.data import parallel, radio_pretrain, radio_segmentation
 from msm_jax.data.csi import csi_har
 from msm_jax.data.generators import GENERATORS
@@ -75,4 +77,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -5,8 +5,10 @@ r"""Pretrain a ViT radio foundation model with Masked Spectrogram Modeling.
 Rerunning with the same --workdir resumes from its latest checkpoint. On a multi-host pod run the
 same command on every host with --multihost (calls jax.distributed.initialize()).
 """
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
+
+from launch import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/pretrain.py:vit_s.")
@@ -27,4 +29,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
