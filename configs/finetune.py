@@ -63,6 +63,9 @@ def get_config(variant: str = "seg_tiny"):
   c.data.prefetch = 2
   # Processes generating synthetic examples: -1 = none on CPU, one per core (but one) on an
   # accelerator, where one numpy thread cannot keep up with the step. The tfds source ignores it.
+  # 'dataset': log power standardised with the train split's statistics; 'paper': the radio
+  # foundation model paper's fixed pipeline, for its imported weights (msm_jax/data/normalize.py).
+  c.data.normalization = "dataset"
   c.data.workers = -1
 
   c.batch_size = 32 if size == "tiny" else 256

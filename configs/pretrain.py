@@ -45,6 +45,9 @@ def get_config(variant: str = "tiny"):
   c.data.split = "train"
   c.data.shuffle_buffer = 10_000
   c.data.prefetch = 2
+  # 'dataset': log power standardised with the train split's statistics; 'paper': the radio
+  # foundation model paper's fixed pipeline, for its imported weights (msm_jax/data/normalize.py).
+  c.data.normalization = "dataset"
   # Processes generating synthetic examples: -1 = none on CPU, one per core (but one) on an
   # accelerator, where one numpy thread cannot keep up with the step. The tfds source ignores it.
   c.data.workers = -1

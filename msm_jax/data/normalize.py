@@ -2,7 +2,14 @@
 
 Spectrograms are stored as linear power. Models see 10*log10(power + EPS) standardised with a
 dataset-wide mean and std (stats.json next to a built dataset, or computed by the synthetic source).
-Both pipelines call `standardize`, passing their own natural-log function, so they cannot drift apart.
+Both pipelines call `normalize`, passing their own natural-log function, so they cannot drift apart.
+
+config.data.normalization names the statistics: 'dataset' (the default, above) or 'paper', the
+radio foundation model paper's fixed pipeline, which its released weights were trained on
+(launch.import_checkpoint): 10*log10(power + 1e-12), then (x + 120) / 119.5, then
+Normalize(0.451, 0.043). That is the same affine map of the log power, so it is written as
+statistics too (PAPER_STATS), with its own power floor `eps`; the statistics travel with every
+finetuned checkpoint, so inference normalises as training did.
 """
 import json
 import math
@@ -16,15 +23,34 @@ EPS = 1e-10
 STATS_FILENAME = "stats.json"
 _DB_PER_NEPER = 10.0 / math.log(10.0)  # 10*log10(x) == _DB_PER_NEPER * ln(x)
 
+# The paper's (x_db + 120) / 119.5 then (y - 0.451) / 0.043, as one (x_db - mean) / std.
+PAPER_STATS = {"mean": 0.451 * 119.5 - 120.0, "std": 0.043 * 119.5, "eps": 1e-12}
+NORMALIZATIONS = ("dataset", "paper")
 
-def log_power_db(power, log=np.log):
-  """10*log10(power + EPS); `log` is the natural log of the caller's array module (np.log, tf.math.log)."""
-  return _DB_PER_NEPER * log(power + EPS)
+
+def log_power_db(power, log=np.log, eps: float = EPS):
+  """10*log10(power + eps); `log` is the natural log of the caller's array module (np.log,
+  tf.math.log)."""
+  return _DB_PER_NEPER * log(power + eps)
 
 
-def standardize(power, mean: float, std: float, log=np.log):
+def standardize(power, mean: float, std: float, log=np.log, eps: float = EPS):
   """(log_power_db(power) - mean) / std, in the dtype of `power` (float32 stays float32)."""
-  return (log_power_db(power, log) - mean) / std
+  return (log_power_db(power, log, eps) - mean) / std
+
+
+def normalize(power, stats: dict, log=np.log):
+  """The model input of linear `power` under `stats` (a dataset's, or PAPER_STATS)."""
+  return standardize(power, stats["mean"], stats["std"], log, stats.get("eps", EPS))
+
+
+def normalization_stats(name: str, dataset_stats: dict) -> dict:
+  """The statistics config.data.normalization=`name` normalises with."""
+  if name == "dataset":
+    return dataset_stats
+  if name == "paper":
+    return dict(PAPER_STATS)
+  raise ValueError(f"config.data.normalization={name!r} must be one of {NORMALIZATIONS}.")
 
 
 def compute_stats(powers) -> dict:

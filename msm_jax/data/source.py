@@ -8,6 +8,8 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
+from msm_jax.data.normalize import normalization_stats
+
 SOURCES = ("synthetic", "tfds")
 MAX_AUTO_WORKERS = 32  # each spawned generator holds ~100 MB; pod hosts have 100+ cores
 
@@ -15,7 +17,12 @@ MAX_AUTO_WORKERS = 32  # each spawned generator holds ~100 MB; pod hosts have 10
 class Source(Protocol):
   input_shape: tuple[int, int, int]  # (Nt time frames, Nf frequency bins, C channels)
   classes: tuple[str, ...]  # label names of a labelled dataset, () when unlabelled
-  stats: dict  # {'mean', 'std'} of the train split's log power, used to standardise
+  # {'mean', 'std'} of the train split's log power, used to standardise; or the fixed statistics
+  # config.data.normalization names (normalize.normalization_stats).
+  stats: dict
+  # Audio: the msm_jax.data.audio.frontend.AudioFrontend settings (a dict) that made the
+  # spectrograms from sound, kept by finetuned models for launch.predict; None for radio and CSI.
+  frontend: dict | None
 
   def batches(self, *, global_batch_size: int, start_step: int,
               process_index: int = 0, process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
@@ -45,16 +52,20 @@ def make_source(data_config, input_shape: tuple[int, int, int], seed: int,
   split = split or data_config.split
   if data_config.source == "synthetic":
     from msm_jax.data.synthetic import SyntheticSource
-    return SyntheticSource(input_shape, seed=seed, prefetch=data_config.prefetch,
-                           generator=data_config.generator, split=split,
-                           workers=generator_workers(data_config.get("workers", -1)))
-  if data_config.source == "tfds":
+    source = SyntheticSource(input_shape, seed=seed, prefetch=data_config.prefetch,
+                             generator=data_config.generator, split=split,
+                             workers=generator_workers(data_config.get("workers", -1)))
+  elif data_config.source == "tfds":
     from msm_jax.data.tfds_pipeline import TfdsSource
-    return TfdsSource(name=data_config.name, data_dir=data_config.data_dir, split=split,
-                      input_shape=input_shape, seed=seed,
-                      shuffle_buffer=data_config.shuffle_buffer, prefetch=data_config.prefetch)
-  raise ValueError(f"config.data.source={data_config.source!r} is unknown; "
-                   f"use one of {', '.join(repr(s) for s in SOURCES)}.")
+    source = TfdsSource(name=data_config.name, data_dir=data_config.data_dir, split=split,
+                        input_shape=input_shape, seed=seed,
+                        shuffle_buffer=data_config.shuffle_buffer, prefetch=data_config.prefetch)
+  else:
+    raise ValueError(f"config.data.source={data_config.source!r} is unknown; "
+                     f"use one of {', '.join(repr(s) for s in SOURCES)}.")
+  # Sources read `stats` whenever they normalise a batch, so setting it here is enough.
+  source.stats = normalization_stats(data_config.get("normalization", "dataset"), source.stats)
+  return source
 
 
 def generator_workers(workers: int) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 
 from msm_jax.data import parallel
 from msm_jax.data.generators import SPLIT_IDS, SPLITS, Generator, get_generator
-from msm_jax.data.normalize import compute_stats, standardize
+from msm_jax.data.normalize import compute_stats, normalize
 from msm_jax.data.source import check_input_shape, local_batch_size
 
 MAX_EMITTERS = 6
@@ -177,13 +177,14 @@ def generate_example(generator_name: str, seed: int, split: str, input_shape, in
   return parallel.generate(generator_name, input_shape, key, split)
 
 
-def make_features(generator_name: str, seed: int, split: str, input_shape, mean: float,
-                  std: float, index: int) -> dict:
-  """What the training loop gets of example `index`: 'image', the standardised log power, and
-  'label' (int32) for labelled generators. Made whole in a worker: the standardisation is a
-  large part of the work, and would otherwise serialise in the consumer."""
+def make_features(generator_name: str, seed: int, split: str, input_shape, stats: dict,
+                  index: int) -> dict:
+  """What the training loop gets of example `index`: 'image', the log power normalised with
+  `stats` (normalize.normalize), and 'label' (int32) for labelled generators. Made whole in a
+  worker: the standardisation is a large part of the work, and would otherwise serialise in the
+  consumer."""
   example = generate_example(generator_name, seed, split, input_shape, index)
-  features = {"image": standardize(example["spectrogram"], mean, std)}
+  features = {"image": normalize(example["spectrogram"], stats)}
   if get_generator(generator_name).label != "none":
     features["label"] = np.asarray(example["label"], np.int32)
   return features
@@ -230,7 +231,7 @@ class SyntheticSource:
 
   def _batch(self, indices) -> dict:
     make = functools.partial(make_features, self._generator_name, self._seed, self.split,
-                             self.input_shape, self.stats["mean"], self.stats["std"])
+                             self.input_shape, self.stats)
     examples = self._map(make, indices)
     return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 

@@ -9,7 +9,7 @@ import importlib.util
 import os
 import re
 
-from msm_jax.data.normalize import STATS_FILENAME, read_stats, standardize
+from msm_jax.data.normalize import STATS_FILENAME, normalize, read_stats
 from msm_jax.data.source import check_input_shape, local_batch_size
 
 FEATURE = "spectrogram"  # float32 linear power (Nt, Nf, C) in every dataset
@@ -104,6 +104,7 @@ class TfdsSource:
     self._split, self._seed = split, seed
     self._shuffle_buffer, self._prefetch = shuffle_buffer, prefetch
     self.classes = dataset_classes(self._builder.info, self.dataset_dir)
+    self.frontend = (self._builder.info.metadata or {}).get("frontend")  # audio datasets only
     if LABEL in features and tuple(features[LABEL].shape) not in ((), self.input_shape[:2]):
       raise ValueError(f"{self.dataset_dir}: {LABEL!r} has shape {features[LABEL].shape}; expected a "
                        f"class id () or a per-pixel map {self.input_shape[:2]}.")
@@ -112,7 +113,7 @@ class TfdsSource:
     """Raw (undecoded) examples -> {'image': standardised float32, ['label': int32]}."""
     tf, _ = import_tf()
     features = self._builder.info.features
-    mean, std = self.stats["mean"], self.stats["std"]
+    stats = self.stats
     key = FEATURE if FEATURE in features else IQ
     decode = features[key].decode_example
     if key == IQ:
@@ -122,7 +123,7 @@ class TfdsSource:
     has_label = LABEL in features
 
     def prepare(example):
-      out = {"image": standardize(decode(example[key]), mean, std, log=tf.math.log)}
+      out = {"image": normalize(decode(example[key]), stats, log=tf.math.log)}
       if has_label:
         out["label"] = tf.cast(features[LABEL].decode_example(example[LABEL]), tf.int32)
       return out

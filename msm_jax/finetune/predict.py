@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 
 from msm_jax.checkpoint.manager import restore_params
-from msm_jax.data.normalize import standardize
+from msm_jax.data.normalize import normalize
 
 
 @dataclasses.dataclass
@@ -34,8 +34,7 @@ class Finetuned:
     if power.shape[1:] != self.input_shape:
       raise ValueError(f"inputs of shape {power.shape[1:]} do not fit the model's "
                        f"{self.input_shape} (time, frequency, channels).")
-    stats = self.task.stats
-    images = standardize(power.astype(np.float32), stats["mean"], stats["std"])
+    images = normalize(power.astype(np.float32), self.task.stats)
     return np.concatenate([np.asarray(self.task.predict(self.params, images[i:i + batch_size]))
                            for i in range(0, len(images), batch_size)])
 

@@ -8,7 +8,7 @@ import numpy as np
 from msm_jax.models.build import build_msm, model_description
 from msm_jax.models.masking import batch_masks, num_visible
 from msm_jax.models.patches import grid_shape, patchify, unpatchify
-from msm_jax.training.losses import masked_mse, patch_targets
+from msm_jax.training.losses import masked_mse, patch_mean_std, patch_targets
 from msm_jax.training.loop import Task, train
 
 
@@ -50,8 +50,8 @@ class MsmTask(Task):
     ids = jnp.arange(images.shape[0], dtype=jnp.int32)
     pred, _, mask = self._predict_jit(params, images, jax.random.key(0), ids)
     if self.config.norm_pix_loss:  # show predictions in the input's units
-      raw = patchify(jnp.asarray(images), self.patch_size)
-      pred = pred * jnp.sqrt(raw.var(-1, keepdims=True) + 1e-6) + raw.mean(-1, keepdims=True)
+      mean, std = patch_mean_std(patchify(jnp.asarray(images), self.patch_size))
+      pred = pred * std + mean
     recon = unpatchify(pred, self.patch_size, self.grid, self.input_shape[2])
     path = os.path.join(workdir, "figures", f"reconstruction_{step:07d}.png")
     return save_reconstruction_figure(path, np.asarray(images), np.asarray(mask) > 0,
