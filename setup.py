@@ -27,8 +27,15 @@ EXTRAS = {
     "cuda": ["jax[cuda13]>=0.10"],
     "cuda12": ["jax[cuda12]>=0.10"],
     "tpu": ["jax[tpu]>=0.10"],
+    # launch.import_checkpoint: PyTorch MAE / Hugging Face weights, read without unpickling code.
+    "torch": ["torch>=2.6", "safetensors>=0.4"],
+    # Audio files (WAV, FLAC) for the MaskSpec path: make_dataset --dataset=audio, predict.
+    "audio": ["soundfile>=0.12"],
 }
-EXTRAS["test"] = EXTRAS["data"] + ["pytest>=8", "pytest-xdist>=3.5", "csiread>=1.4"]
+# Only the tests use transformers (the PyTorch reference models the import is checked against)
+# and librosa (the reference of the log-mel front end).
+EXTRAS["test"] = EXTRAS["data"] + EXTRAS["torch"] + EXTRAS["audio"] + [
+    "transformers>=5.25", "librosa>=0.10", "pytest>=8", "pytest-xdist>=3.5", "csiread>=1.4"]
 
 setup(
     name="msm-jax",

@@ -1,33 +1,40 @@
 r"""Finetuning configs: `--config=configs/finetune.py:VARIANT`.
 
-Variants TASK_SIZE with TASK in {har, seg} (activity classification from WiFi CSI, LTE/NR
-spectrogram segmentation) and SIZE in {tiny (CPU), vit_s, vit_m, vit_l (the paper)}. The model block
-is the pretraining variant's (configs/pretrain.py), so a checkpoint of pretraining variant SIZE
-loads into finetuning variant TASK_SIZE:
+Variants TASK_SIZE with TASK in {har, seg, audio} (activity classification from WiFi CSI, LTE/NR
+spectrogram segmentation, sound clip classification from log-mel spectrograms) and SIZE in
+{tiny (CPU), vit_s, vit_m, vit_l (the paper), maskspec_tiny, maskspec_small, maskspec_base}. The
+model block is the pretraining variant's (configs/pretrain.py), so a checkpoint of pretraining
+variant SIZE loads into finetuning variant TASK_SIZE:
 
   python -m launch.finetune --config=configs/finetune.py:seg_tiny --workdir=/tmp/seg \
       --config.init_from=/tmp/msm_tiny [--config.mode=full --config.total_steps=500]
 
-Without init_from the same network trains from scratch (give it mode=full).
+Without init_from the same network trains from scratch (give it mode=full). Audio:
+
+  python -m launch.finetune --config=configs/finetune.py:audio_maskspec_tiny --workdir=/tmp/snd \
+      --config.init_from=/tmp/maskspec --config.data.source=tfds --config.data.data_dir=DIR
 """
 import ml_collections
 
 from configs import pretrain
 
-TASK_OF = {"har": "classification", "seg": "segmentation"}
+TASK_OF = {"har": "classification", "seg": "segmentation", "audio": "classification"}
 # Data of each task: the built-in generator by default, or the tfds dataset of the same name.
-GENERATOR_OF = {"har": "csi_har", "seg": "lte_nr"}
-DATASET_OF = {"har": "csi_har", "seg": "radio_segmentation"}
-# (time or subcarriers, frequency or packets, channels). HAR: 3 antennas as channels.
+GENERATOR_OF = {"har": "csi_har", "seg": "lte_nr", "audio": "audio_events"}
+DATASET_OF = {"har": "csi_har", "seg": "radio_segmentation", "audio": "audio"}
+# (time or subcarriers, frequency or packets, channels). HAR: 3 antennas as channels. Audio:
+# frames of 10 ms x mel bins; the paper sizes take MaskSpec's 10.24 s x 128 (as the dataset).
 SHAPE_OF = {("har", "tiny"): (32, 64, 3), ("seg", "tiny"): (64, 64, 1),
-            ("har", "paper"): (112, 496, 3), ("seg", "paper"): (256, 256, 1)}
+            ("audio", "tiny"): (64, 64, 1),
+            ("har", "paper"): (112, 496, 3), ("seg", "paper"): (256, 256, 1),
+            ("audio", "paper"): (1024, 128, 1)}
 
 
 def get_config(variant: str = "seg_tiny"):
   task, _, size = (variant or "seg_tiny").partition("_")
   if task not in TASK_OF or not size:
     raise ValueError(f"finetune variant {variant!r} must be TASK_SIZE with TASK in "
-                     f"{sorted(TASK_OF)}, e.g. seg_tiny or har_vit_s.")
+                     f"{sorted(TASK_OF)}, e.g. seg_tiny, har_vit_s or audio_maskspec_base.")
   base = pretrain.get_config(size)
   c = ml_collections.ConfigDict()
   c.variant = variant
@@ -56,6 +63,9 @@ def get_config(variant: str = "seg_tiny"):
   c.data.generator = GENERATOR_OF[task]
   c.data.name = DATASET_OF[task]
   c.data.data_dir = ""
+  # 'dataset': log power standardised with the train split's statistics; 'paper': the radio
+  # foundation model paper's fixed pipeline, for its imported weights (msm_jax/data/normalize.py).
+  c.data.normalization = "dataset"
   c.data.split = "train"
   c.data.eval_split = "test"  # for generated data: held-out domains where the generator has them
   c.data.eval_examples = 256 if size == "tiny" else 1024  # generated data; tfds: 0 = whole split
@@ -63,9 +73,6 @@ def get_config(variant: str = "seg_tiny"):
   c.data.prefetch = 2
   # Processes generating synthetic examples: -1 = none on CPU, one per core (but one) on an
   # accelerator, where one numpy thread cannot keep up with the step. The tfds source ignores it.
-  # 'dataset': log power standardised with the train split's statistics; 'paper': the radio
-  # foundation model paper's fixed pipeline, for its imported weights (msm_jax/data/normalize.py).
-  c.data.normalization = "dataset"
   c.data.workers = -1
 
   c.batch_size = 32 if size == "tiny" else 256
@@ -75,6 +82,7 @@ def get_config(variant: str = "seg_tiny"):
   c.b1, c.b2 = 0.9, 0.999
   c.weight_decay = 0.05
   c.grad_clip_norm = 0.0
+  c.skip_nonfinite = False  # as in configs/pretrain.py: NaN/inf steps stop the run, or are skipped
   c.grad_accum_steps = 1
 
   c.parallel = "jit"
@@ -82,8 +90,7 @@ def get_config(variant: str = "seg_tiny"):
   c.log_every = 50 if size == "tiny" else 100
   c.checkpoint_every = 300 if size == "tiny" else 2_000
   c.keep_checkpoints = 2
-  c.figure_every = 0 if task == "har" else c.checkpoint_every  # segmentation overlays
+  c.figure_every = c.checkpoint_every if task == "seg" else 0  # segmentation overlays
   c.figure_examples = 4
   c.eval_batch_size = 64
-  c.skip_nonfinite = False  # as in configs/pretrain.py: NaN/inf steps stop the run, or are skipped
   return c

@@ -1,8 +1,8 @@
 r"""MSM pretraining configs: `--config=configs/pretrain.py:VARIANT`.
 
 Variants: tiny (CPU quick start and tests), vit_s, vit_m, vit_l (the radio foundation model
-paper), maskspec_tiny, maskspec_small, maskspec_base (MaskSpec encoders). Anything can be
-overridden on the command line, e.g.
+paper), maskspec_tiny, maskspec_small, maskspec_base (MaskSpec encoders, on log-mel audio; see
+launch.make_dataset --dataset=audio). Anything can be overridden on the command line, e.g.
 
   python -m launch.pretrain --config=configs/pretrain.py:vit_s --workdir=/tmp/msm \
       --config.total_steps=200 --config.batch_size=32 --config.parallel=pmap --config.log_every=10
@@ -22,7 +22,9 @@ def get_config(variant: str = "tiny"):
   c.seed = 0
 
   # Spectrogram: time frames x frequency bins x channels; the patch must divide both sides.
-  c.input_shape = (64, 64, 1) if variant == "tiny" else (224, 224, 1)
+  # MaskSpec's log-mel input is 1024 frames of 10 ms x 128 mel bins, the audio dataset's default.
+  audio = variant.startswith("maskspec")
+  c.input_shape = (64, 64, 1) if variant == "tiny" else (1024, 128, 1) if audio else (224, 224, 1)
   c.model = ml_collections.ConfigDict()
   c.model.encoder_name = variant
   c.model.encoder = lookup(ENCODERS, variant, "config variant")
@@ -39,15 +41,16 @@ def get_config(variant: str = "tiny"):
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "synthetic"  # built in, offline; or "tfds" (see launch/make_dataset.py)
-  c.data.generator = "synthetic"  # scene generator of the synthetic source
-  c.data.name = "radio_pretrain"
+  # Generator of the synthetic source: radio scenes, or sound events for MaskSpec.
+  c.data.generator = "audio_events" if audio else "synthetic"
+  c.data.name = "audio" if audio else "radio_pretrain"  # the tfds dataset (launch.make_dataset)
   c.data.data_dir = ""
-  c.data.split = "train"
-  c.data.shuffle_buffer = 10_000
-  c.data.prefetch = 2
   # 'dataset': log power standardised with the train split's statistics; 'paper': the radio
   # foundation model paper's fixed pipeline, for its imported weights (msm_jax/data/normalize.py).
   c.data.normalization = "dataset"
+  c.data.split = "train"
+  c.data.shuffle_buffer = 10_000
+  c.data.prefetch = 2
   # Processes generating synthetic examples: -1 = none on CPU, one per core (but one) on an
   # accelerator, where one numpy thread cannot keep up with the step. The tfds source ignores it.
   c.data.workers = -1
@@ -61,15 +64,15 @@ def get_config(variant: str = "tiny"):
   c.b1, c.b2 = 0.9, 0.95
   c.weight_decay = 0.05
   c.grad_clip_norm = 0.0  # 0 disables clipping
+  # A step whose loss or gradient norm is NaN/inf stops the run (nothing non-finite is saved);
+  # True skips such updates instead (counted in the log and status.json).
+  c.skip_nonfinite = False
   c.grad_accum_steps = 1  # micro-batches per step (same global batch, less memory)
 
   c.parallel = "jit"  # or "pmap"
   # Train steps per compiled call (a lax.scan). >1 saves per-call overhead: on CPU the step's
   # temporaries are then allocated once per call (see docs/performance.md). 0 = automatic:
   # up to 4 on CPU, dividing the cadences below so that calls end on them; 1 on accelerators.
-  # A step whose loss or gradient norm is NaN/inf stops the run (nothing non-finite is saved);
-  # True skips such updates instead (counted in the log and status.json).
-  c.skip_nonfinite = False
   c.steps_per_call = 0
   c.log_every = 50 if variant == "tiny" else 100
   c.checkpoint_every = 250 if variant == "tiny" else 2_000

@@ -11,6 +11,9 @@
   python -m launch.make_dataset --dataset=radio_segmentation --data_dir=DIR \
       [--height=256 --width=256] [--capture_rate=HZ --frame_seconds=S] \
       [--frames=FOLDER [--skip_bad]]  # LTE/NR pixel labels, generated (lte_nr) or read
+  python -m launch.make_dataset --dataset=audio --data_dir=DIR --audio_dir=FOLDER \
+      [--height=FRAMES --width=MELS --channels=C] [--sample_rate=16000] [--clip_seconds=S] \
+      [--seed=S] [--skip_bad]  # log-mel clips of .wav/.flac files, classes = sub-folders
 
 Then train with config.data.data_dir=DIR, config.data.name=<dataset> and
 config.input_shape=(Nt, Nf, C). Datasets are looked up by name in DATASETS.
@@ -20,7 +23,10 @@ import os
 
 from absl import app, flags
 
+from launch import cli
+
 from msm_jax.data import radio_pretrain, radio_segmentation
+from msm_jax.data.audio import dataset as audio
 from msm_jax.data.csi import csi_har
 from msm_jax.data.generators import GENERATORS
 from msm_jax.data.normalize import STATS_FILENAME, read_stats
@@ -54,27 +60,41 @@ def _build_radio_pretrain(flag_values) -> str:
   return radio_pretrain.build(flag_values.data_dir, shape=shape, **generated)
 
 
+def _shape(flag_values, default) -> tuple[int, int, int]:
+  """--height/--width/--channels, each left unset taking the dataset's own `default`."""
+  return tuple(flag_values[name].value if flag_values[name].present else value
+               for name, value in zip(("height", "width", "channels"), default))
+
+
 def _build_csi_har(flag_values) -> str:
-  # --height/--width/--channels left unset mean csi_har's own default shape, not radio_pretrain's.
-  shape = tuple(flag_values[name].value if flag_values[name].present else default
-                for name, default in zip(("height", "width", "channels"), csi_har.DEFAULT_SHAPE))
   return csi_har.build(
-      flag_values.data_dir, shape=shape, source=flag_values.source,
-      num_examples=flag_values.num_examples, seed=flag_values.seed,
+      flag_values.data_dir, shape=_shape(flag_values, csi_har.DEFAULT_SHAPE),
+      source=flag_values.source, num_examples=flag_values.num_examples, seed=flag_values.seed,
       num_eval_examples=flag_values.num_eval_examples, classes=flag_values.csi_classes,
       layout=flag_values.csi_layout, held_out=flag_values.held_out)
 
 
 def _build_radio_segmentation(flag_values) -> str:
-  shape = tuple(flag_values[name].value if flag_values[name].present else default
-                for name, default in zip(("height", "width", "channels"),
-                                         radio_segmentation.DEFAULT_SHAPE))
   version_dir, skipped = radio_segmentation.build(
-      flag_values.data_dir, num_examples=flag_values.num_examples, shape=shape,
+      flag_values.data_dir, num_examples=flag_values.num_examples,
+      shape=_shape(flag_values, radio_segmentation.DEFAULT_SHAPE),
       seed=flag_values.seed, num_eval_examples=flag_values.num_eval_examples,
       folder=flag_values.frames, skip_bad=flag_values.skip_bad, generator=flag_values.generator,
       capture=_capture(flag_values))
   _report_skipped(skipped)
+  return version_dir
+
+
+def _build_audio(flag_values) -> str:
+  version_dir, skipped = audio.build(
+      flag_values.data_dir, audio_dir=flag_values.audio_dir,
+      shape=_shape(flag_values, audio.DEFAULT_SHAPE), sample_rate=flag_values.sample_rate,
+      clip_seconds=flag_values.clip_seconds, seed=flag_values.seed, skip_bad=flag_values.skip_bad)
+  _report_skipped(skipped)
+  with open(os.path.join(version_dir, "metadata.json")) as f:
+    classes = json.load(f)["classes"]
+  print(f"Classes (the sub-folders of --audio_dir): {', '.join(classes)}" if classes else
+        "Unlabelled: the files do not sit in one sub-folder per class (at least two).")
   return version_dir
 
 
@@ -86,7 +106,7 @@ def _report_skipped(skipped):
 
 # name -> function(flag values) that builds the dataset and returns its version directory.
 DATASETS = {radio_pretrain.NAME: _build_radio_pretrain, csi_har.NAME: _build_csi_har,
-            radio_segmentation.NAME: _build_radio_segmentation}
+            radio_segmentation.NAME: _build_radio_segmentation, audio.NAME: _build_audio}
 _RADIO = (radio_pretrain.NAME, radio_segmentation.NAME)
 
 _DATASET = flags.DEFINE_enum("dataset", radio_pretrain.NAME, sorted(DATASETS), "Dataset to build.")
@@ -119,11 +139,16 @@ flags.DEFINE_string("frames", None, "radio_segmentation: a folder of MathWorks-s
                     "(NAME.mat/.png + NAME_label.png) instead of the lte_nr generator.")
 flags.DEFINE_string("recordings", None, "radio_pretrain: glob of SigMF (.sigmf-meta) / .npy IQ "
                     "recordings, cut into windows instead of generating spectrograms.")
-flags.DEFINE_float("sample_rate", None, "Sample rate (Hz) of .npy recordings without a NAME.json.")
+flags.DEFINE_float("sample_rate", None, "Sample rate (Hz) of .npy recordings without a NAME.json; "
+                   "audio: the rate files are resampled to (default 16000).")
 flags.DEFINE_float("window_seconds", None, "Recording window length (default 16 ms, the "
                    "generators' frame).")
-flags.DEFINE_bool("skip_bad", False, "Skip unreadable recordings / frames, reporting how many, "
-                  "instead of stopping at the first.")
+flags.DEFINE_string("audio_dir", None, "audio: a folder of .wav / .flac files, one sub-folder "
+                    "per class for labels (msm_jax/data/audio/dataset.py).")
+flags.DEFINE_float("clip_seconds", None, "audio: seconds of sound per example (default --height "
+                   "x the 10 ms hop); its frames are cut or padded to --height.")
+flags.DEFINE_bool("skip_bad", False, "Skip unreadable recordings / frames / audio files, reporting "
+                  "how many, instead of stopping at the first.")
 flags.DEFINE_string("held_out", "subject=6,7", "csi_har simulator domains only validation/test "
                     "see, e.g. 'room=2;position=3,4'; 'none' for one distribution.")
 
@@ -136,7 +161,15 @@ def _check_flags(flag_values):
   if given and flag_values.recordings and not flag_values["num_examples"].present:
     raise app.UsageError(f"{' '.join(given)} with --recordings describe generated scenes to add "
                          "to the recordings' windows: give their number too, --num_examples=N.")
+  if bool(flag_values.audio_dir) != (flag_values.dataset == audio.NAME):
+    raise app.UsageError(f"--dataset={audio.NAME} reads --audio_dir=FOLDER, which only it takes.")
+  if flag_values.clip_seconds is not None and flag_values.dataset != audio.NAME:
+    raise app.UsageError(f"--clip_seconds: only for --dataset={audio.NAME}.")
+  if flag_values["num_examples"].present and flag_values.dataset == audio.NAME:
+    raise app.UsageError("--num_examples sizes generated datasets; audio examples are the clips "
+                         "of the files in --audio_dir.")
   reads_only = (flag_values.frames or flag_values.source != "simulator" or
+                flag_values.dataset == audio.NAME or
                 (flag_values.recordings and not flag_values["num_examples"].present))
   if flag_values["num_eval_examples"].present and reads_only:
     raise app.UsageError("--num_eval_examples sizes generated validation/test splits; files that "
@@ -156,4 +189,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

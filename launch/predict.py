@@ -7,16 +7,22 @@ r"""Run a finetuned model on your own recordings.
   # Activity probabilities of a CSI file (NTU-Fi .mat, UT-HAR array, Widar3.0 .dat):
   python -m launch.predict --workdir=/tmp/har --input=walk.mat --output=/tmp/walk
   # -> /tmp/walk.npy (probabilities), /tmp/walk.json
+
+  # Sound class probabilities of a WAV / FLAC file, clip by clip (an audio_* finetuning):
+  python -m launch.predict --workdir=/tmp/snd --input=dog.wav --output=/tmp/dog
+  # -> /tmp/dog.npy (probabilities per clip), /tmp/dog.json (with each clip's start)
 """
 import json
 import os
 
-from absl import app, flags
+from absl import flags
+
+from launch import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A finetuning workdir (launch.finetune).", required=True)
-flags.DEFINE_string("input", None, "Recording: .sigmf-meta/.sigmf-data/.npy IQ, or CSI file.",
-                    required=True)
+flags.DEFINE_string("input", None, "Recording: .sigmf-meta/.sigmf-data/.npy IQ, CSI file, or "
+                    ".wav/.flac audio.", required=True)
 flags.DEFINE_string("output", None, "Output path prefix (.npy, .json and .png are added).",
                     required=True)
 flags.DEFINE_float("sample_rate", None, "Sample rate in Hz of a .npy IQ file without sidecar.")
@@ -32,10 +38,8 @@ def main(argv):
   quiet_library_logs()
   model = load_finetuned(FLAGS.workdir, FLAGS.step)
   window = FLAGS.window_ms / 1e3 if FLAGS.window_ms else None
-  try:
-    power, items = recording_inputs(model, FLAGS.input, FLAGS.sample_rate, window)
-  except ValueError as error:  # the readers name the file and the problem
-    raise app.UsageError(str(error)) from None
+  # The readers name the file and the problem; launch/cli.py prints it as one line.
+  power, items = recording_inputs(model, FLAGS.input, FLAGS.sample_rate, window)
   probabilities = model.probabilities(power)
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
   classes = list(model.classes)
@@ -61,4 +65,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -10,8 +10,11 @@ A generator makes one example from a numpy Generator, a target shape and a split
 `split` lets a scene model hold out whole domains (rooms, subjects, channels) from training, so that
 validation/test measure generalisation and not memorisation. Generators that render IQ captures
 (`capture=True`) also take the capture settings as keywords: generator(rng, shape, split,
-sample_rate=..., frame_seconds=...). The registry names modules by path and imports them on first
-use: scene models depend on this module, never the other way round.
+sample_rate=..., frame_seconds=...). Generators of audio (`frontend`) say how their spectrograms
+are made from sound: frontend(shape) -> msm_jax.data.audio.frontend.AudioFrontend settings (a
+dict), which finetuned models keep so that launch.predict reads audio files the same way. The
+registry names modules by path and imports them on first use: scene models depend on this module,
+never the other way round.
 """
 import dataclasses
 import importlib
@@ -24,12 +27,24 @@ SPLITS = ("train", "validation", "test")
 # A split's id enters every example's seed in the dataset builders, so splits never share one.
 SPLIT_IDS = {split: index for index, split in enumerate(SPLITS)}
 
+
+def shuffled_splits(count: int, seed) -> dict[str, list[int]]:
+  """{split: sorted indices} of `count` (>= 3) items shuffled by np.random.default_rng(seed): a
+  tenth (at least one) each to validation and test, the rest to train. The builders split the
+  files they read this way, so an item's split depends only on the seed and the sorted items."""
+  order = np.random.default_rng(seed).permutation(count)
+  n_eval = max(1, count // 10)
+  cut = {"validation": order[:n_eval], "test": order[n_eval:2 * n_eval],
+         "train": order[2 * n_eval:]}
+  return {split: sorted(int(i) for i in indices) for split, indices in cut.items()}
+
 # name -> "module:attribute" of a Generator.
 GENERATORS = {
     "synthetic": "msm_jax.data.synthetic:GENERATOR",
     "csi_har": "msm_jax.data.csi.simulate:GENERATOR",
     "lte_nr": "msm_jax.data.radio.generators:LTE_NR",
     "radio_scene": "msm_jax.data.radio.generators:RADIO_SCENE",
+    "audio_events": "msm_jax.data.audio.events:GENERATOR",
 }
 
 
@@ -40,6 +55,7 @@ class Generator:
   label: str = "none"  # one of LABEL_KINDS
   classes: tuple[str, ...] = ()
   capture: bool = False  # renders IQ: takes sample_rate= and frame_seconds= (see the module doc)
+  frontend: Callable | None = None  # renders audio: frontend(shape) -> its settings (module doc)
 
   def __post_init__(self):
     if self.label not in LABEL_KINDS or (self.label != "none") != bool(self.classes):

@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from msm_jax.data import parallel
-from msm_jax.data.generators import SPLIT_IDS, get_generator
+from msm_jax.data.generators import SPLIT_IDS, get_generator, shuffled_splits
 from msm_jax.data.radio import mathworks
 from msm_jax.data.radio.generators import LTE_NR_CLASSES
 from msm_jax.data.radio.recordings import RecordingError
@@ -58,11 +58,8 @@ def folder_splits(folder: str, seed: int) -> dict:
   if len(frames) < 3:
     raise ValueError(f"{folder}: {len(frames)} frame(s); at least 3 are needed to fill train, "
                          "validation and test.")
-  order = np.random.default_rng(seed).permutation(len(frames))
-  n_eval = max(1, len(frames) // 10)
-  cut = {"validation": order[:n_eval], "test": order[n_eval:2 * n_eval],
-         "train": order[2 * n_eval:]}
-  return {split: [frames[i] for i in sorted(indices)] for split, indices in cut.items()}
+  return {split: [frames[i] for i in indices]
+          for split, indices in shuffled_splits(len(frames), seed).items()}
 
 
 @functools.cache

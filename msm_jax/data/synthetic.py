@@ -207,6 +207,8 @@ class SyntheticSource:
     self._generator_name = generator
     self.generator = get_generator(generator)
     self.classes = self.generator.classes
+    frontend = self.generator.frontend  # audio generators only
+    self.frontend = frontend(self.input_shape) if frontend else None
     self._workers, self._pool = workers, None
     # Statistics always come from the train split, whichever split this source reads.
     self.stats = compute_stats(self.example(i, "train")["spectrogram"]

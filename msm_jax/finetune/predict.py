@@ -2,8 +2,10 @@
 
 Segmentation: a SigMF or .npy IQ recording -> one spectrogram per fixed-duration window (the same
 STFT as the training scenes) -> per-pixel class maps. Activities: a CSI file (NTU-Fi .mat, UT-HAR
-array, Widar/Intel 5300 .dat) -> class probabilities per recording. The model, its classes and the
-normalisation statistics all come from the finetuning workdir's checkpoint.
+array, Widar/Intel 5300 .dat) -> class probabilities per recording. Sound: a WAV / FLAC file ->
+log-mel clips with the front end the model was finetuned with -> class probabilities per clip.
+The model, its classes, the normalisation statistics and an audio model's front end all come from
+the finetuning workdir's checkpoint.
 """
 import dataclasses
 
@@ -28,6 +30,11 @@ class Finetuned:
   @property
   def classes(self):
     return self.task.classes
+
+  @property
+  def frontend(self) -> dict | None:
+    """The audio front-end settings of an audio model, else None."""
+    return self.task.frontend
 
   def probabilities(self, power: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Linear power (N, Nt, Nf, C) -> class probabilities (N, K) or (N, Nt, Nf, K)."""
@@ -55,12 +62,16 @@ def load_finetuned(workdir: str, step: int | None = None) -> Finetuned:
       "decoder_name")}
   config.update(init_from="", mode="full", trainable_blocks=0, class_weights=(),
                 label_smoothing=0.0, mixup_alpha=0.0)
-  task = FinetuneTask(config, description["classes"], description["stats"])
+  task = FinetuneTask(config, description["classes"], description["stats"],
+                      description.get("frontend"))
   return Finetuned(config, task, params)
 
 
 def recording_inputs(model: Finetuned, path: str, sample_rate=None, window_seconds=None):
   """The model inputs (linear power) of a file, and a description of each input."""
+  from msm_jax.data.audio.files import is_audio_file
+  if model.frontend or is_audio_file(path):
+    return audio_inputs(model, path, sample_rate, window_seconds)
   if model.config.task == "segmentation":
     from msm_jax.data.radio.recordings import read_recording, recording_spectrograms
     recording = read_recording(path, sample_rate)
@@ -72,3 +83,22 @@ def recording_inputs(model: Finetuned, path: str, sample_rate=None, window_secon
   recordings = read_recordings(path)
   power = np.stack([csi_to_power(r.amplitude, model.input_shape) for r in recordings])
   return power, [dict(r.info) for r in recordings]
+
+
+def audio_inputs(model: Finetuned, path: str, sample_rate=None, window_seconds=None):
+  """The log-mel clips of an audio file (msm_jax.data.audio.files) with the model's front end,
+  and each clip's place in the file."""
+  from msm_jax.data.audio.files import file_spectrograms
+  from msm_jax.data.audio.frontend import AudioFrontend
+  if not model.frontend:
+    raise ValueError(f"{path}: an audio file, but this model was finetuned on {model.config.task} "
+                     f"of radio or CSI spectrograms (classes {', '.join(model.classes)}); "
+                     "finetune an audio_* config (configs/finetune.py) to classify sound.")
+  if sample_rate or window_seconds:
+    raise ValueError("the sample rate and window options are for IQ recordings; an audio model "
+                     "resamples and cuts clips as it was finetuned (its checkpoint holds the "
+                     "front end).")
+  frontend = AudioFrontend(**model.frontend)
+  power, starts = file_spectrograms(path, frontend)
+  return power, [{"clip": i, "start_s": float(start), "seconds": frontend.clip_seconds}
+                 for i, start in enumerate(starts)]

@@ -39,12 +39,17 @@ def build_model(config, num_classes: int):
 
 
 class FinetuneTask(Task):
-  """Cross-entropy on class ids (B,) or per-pixel class maps (B, Nt, Nf)."""
+  """Cross-entropy on class ids (B,) or per-pixel class maps (B, Nt, Nf).
 
-  def __init__(self, config, classes, stats):
+  `frontend`: the audio front-end settings of the data (Source.frontend), None for radio and CSI;
+  saved with the model so that launch.predict turns audio files into the same inputs.
+  """
+
+  def __init__(self, config, classes, stats, frontend: dict | None = None):
     self.config = config
     self.classes = tuple(classes)
     self.stats = dict(stats)
+    self.frontend = frontend
     self.input_shape = tuple(config.input_shape)
     if len(self.classes) < 2:
       data = config.data.generator if config.data.source == "synthetic" else config.data.name
@@ -119,7 +124,8 @@ class FinetuneTask(Task):
   def export(self, params):
     description = model_description(self.config.model, self.input_shape)
     description.update(task=self.config.task, classes=list(self.classes), stats=self.stats,
-                       pool=self.config.pool, decoder_blocks=self.config.decoder_blocks)
+                       pool=self.config.pool, decoder_blocks=self.config.decoder_blocks,
+                       frontend=self.frontend)
     return params["encoder"], description
 
   def save_figure(self, params, images, step, workdir):
@@ -140,7 +146,7 @@ def finetune(config, workdir: str):
   """
   from msm_jax.finetune.evaluate import evaluate  # matplotlib only after training
   source = make_source(config.data, tuple(config.input_shape), config.seed)
-  task = FinetuneTask(config, source.classes, source.stats)
+  task = FinetuneTask(config, source.classes, source.stats, source.frontend)
   logging.info("Finetuning %s (%s): %d of %d parameters trainable.", config.task, config.mode,
                task.num_trainable, task.num_params)
   state = train(config, workdir, task, source)
