@@ -68,7 +68,8 @@ def _shape(flag_values, default) -> tuple[int, int, int]:
 
 def _build_csi_har(flag_values) -> str:
   return csi_har.build(
-      flag_values.data_dir, shape=_shape(flag_values, csi_har.DEFAULT_SHAPE),
+      flag_values.data_dir,
+      shape=_shape(flag_values, csi_har.default_shape(flag_values.source, flag_values.csi_layout)),
       source=flag_values.source, num_examples=flag_values.num_examples, seed=flag_values.seed,
       num_eval_examples=flag_values.num_eval_examples, classes=flag_values.csi_classes,
       layout=flag_values.csi_layout, held_out=flag_values.held_out)
@@ -118,9 +119,14 @@ flags.DEFINE_integer("num_examples", 10_000, "Train examples (validation and tes
                      lower_bound=1)
 flags.DEFINE_integer("num_eval_examples", None, "Generated validation and test examples, each "
                      "(default a tenth of --num_examples).", lower_bound=1)
-flags.DEFINE_integer("height", radio_pretrain.DEFAULT_SHAPE[0], "Time frames Nt.", lower_bound=1)
-flags.DEFINE_integer("width", radio_pretrain.DEFAULT_SHAPE[1], "Frequency bins Nf.", lower_bound=1)
-flags.DEFINE_integer("channels", radio_pretrain.DEFAULT_SHAPE[2], "Channels C.", lower_bound=1)
+# The defaults shown are radio_pretrain's; other datasets default to their own shapes (_shape).
+flags.DEFINE_integer("height", radio_pretrain.DEFAULT_SHAPE[0], "Time frames Nt; csi_har: "
+                     "subcarriers, default 112 for NTU-Fi (and the atheros40 simulator), 30 for "
+                     "UT-HAR and Widar3.0 (Intel 5300, and the intel20 simulator).", lower_bound=1)
+flags.DEFINE_integer("width", radio_pretrain.DEFAULT_SHAPE[1], "Frequency bins Nf; csi_har: time "
+                     "steps, default 496, 240 for UT-HAR (250 per recording).", lower_bound=1)
+flags.DEFINE_integer("channels", radio_pretrain.DEFAULT_SHAPE[2], "Channels C; csi_har: antennas, "
+                     "default 3.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed: the dataset is a pure function of its flags.", lower_bound=0)
 flags.DEFINE_string("source", "simulator", "csi_har: 'simulator', or real files 'ntu_fi:PATH', "
                     "'ut_har:PATH' or 'widar:PATH'.")
@@ -147,8 +153,9 @@ flags.DEFINE_string("audio_dir", None, "audio: a folder of .wav / .flac files, o
                     "per class for labels (msm_jax/data/audio/dataset.py).")
 flags.DEFINE_float("clip_seconds", None, "audio: seconds of sound per example (default --height "
                    "x the 10 ms hop); its frames are cut or padded to --height.")
-flags.DEFINE_bool("skip_bad", False, "Skip unreadable recordings / frames / audio files, reporting "
-                  "how many, instead of stopping at the first.")
+flags.DEFINE_bool("skip_bad", False, "Skip unreadable recordings / frames / audio files, and "
+                  "recordings / frames holding NaN or infinite values, reporting each, instead of "
+                  "stopping at the first (with --recordings this reads every file once more).")
 flags.DEFINE_string("held_out", "subject=6,7", "csi_har simulator domains only validation/test "
                     "see, e.g. 'room=2;position=3,4'; 'none' for one distribution.")
 

@@ -91,7 +91,7 @@ def test_csi_har_from_real_files(tmp_path):
   assert sorted(split for split, _ in receivers) == ["test"] + ["train"] * 8 + ["validation"]
 
   bad = tmp_path / "bad"
-  csi_fixtures.write_ntu_fi(bad, {"train_amp": {"box": 1}, "test_amp": {"box": 1}}, n_packets=5)
+  csi_fixtures.write_ntu_fi(bad, {"train_amp": {"box": 10}, "test_amp": {"box": 1}}, n_packets=5)
   with pytest.raises(ValueError, match=r"box0\.mat: cannot make a \(8, 16, 3\) input"):
     csi_har.build(str(tmp_path / "b"), shape=SHAPE, source=f"ntu_fi:{bad}")
 
@@ -131,3 +131,43 @@ def test_make_dataset_command_builds_csi_har(tmp_path):
   assert read_stats(str(version_dir / STATS_FILENAME))["num_examples"] == 4
   with open(version_dir / "metadata.json") as f:
     assert json.load(f) == {"source": "ut_har", "shape": [10, 20, 3], "path": str(ut_har)}
+
+
+def write_widar(root, instances, n_packets=20):
+  """Widar3.0 .dat logs of `instances` gesture instances, one receiver each."""
+  rng = np.random.default_rng(0)
+  for i in range(instances):
+    name = f"user{i % 3 + 1}-{i % 2 + 1}-{i % 8 + 1}-2-{i}-r1.dat"
+    csi_fixtures.write_dat(str(root / name), csi_fixtures.random_int8_csi(rng, n_packets), 0b100100)
+
+
+def test_real_sources_that_leave_a_split_empty_are_refused_before_building(tmp_path):
+  from msm_jax.data.csi import csi_har
+  write_widar(tmp_path / "widar", 3)
+  with pytest.raises(ValueError, match=r"widar: the validation and test split would be empty: 3 "
+                                       r"\.dat files of 3 gesture instances give 3 train, 0 "
+                                       r"validation, 0 test; at least 10 gesture instances"):
+    csi_har.build(str(tmp_path / "w"), shape=(15, 10, 3), source=f"widar:{tmp_path / 'widar'}")
+  ntu = tmp_path / "ntu"
+  csi_fixtures.write_ntu_fi(ntu, {"train_amp": {"walk": 3}, "test_amp": {"walk": 1}})
+  with pytest.raises(ValueError, match=r"ntu: the validation split would be empty: 3 train_amp "
+                                       r"and 1 test_amp \.mat files give 3 train, 0 validation, "
+                                       r"1 test"):
+    csi_har.build(str(tmp_path / "n"), shape=SHAPE, source=f"ntu_fi:{ntu}")
+  assert not os.path.exists(tmp_path / "w") and not os.path.exists(tmp_path / "n")
+
+
+def test_make_dataset_csi_har_shape_defaults_follow_the_source(tmp_path):
+  from msm_jax.data.csi import csi_har
+  assert csi_har.default_shape("widar:/x") == csi_har.default_shape("simulator", "intel20") == (
+      30, 496, 3)
+  assert csi_har.default_shape("ut_har:/x") == (30, 240, 3)
+  assert csi_har.default_shape("ntu_fi:/x") == csi_har.default_shape() == (112, 496, 3)
+  write_widar(tmp_path / "widar", 10)
+  result = subprocess.run(  # Intel 5300 logs have 30 subcarriers: no --height needed
+      [sys.executable, "-m", "launch.make_dataset", "--dataset=csi_har", "--width=10",
+       f"--data_dir={tmp_path / 'data'}", f"--source=widar:{tmp_path / 'widar'}"], cwd=REPO,
+      capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-2000:]
+  with open(tmp_path / "data" / "csi_har" / "1.1.0" / "metadata.json") as f:
+    assert json.load(f)["shape"] == [30, 10, 3]

@@ -198,3 +198,20 @@ def test_intel5300_agrees_with_csiread(tmp_path, n_rx, n_tx, selections):
     np.testing.assert_array_equal(ours[field], getattr(reference, field))
   # The selections did move the receive chains (one receive antenna has nothing to move).
   assert np.array_equal(ours["csi"], raw) == (n_rx == 1)
+
+
+def test_nonfinite_csi_files_are_refused_naming_them(tmp_path):
+  written = csi_fixtures.write_ntu_fi(tmp_path / "ntu", {"train_amp": {"walk": 1}})
+  (path, array), = written.items()
+  array[7, 3] = np.inf
+  import scipy.io
+  scipy.io.savemat(path, {"CSIamp": array})
+  with pytest.raises(CsiFileError, match=r"walk0\.mat: 1 of the 6840 'CSIamp' values are NaN or "
+                                         r"infinite, the first at index \(7, 3\)\."):
+    read_csi(path)
+  x = csi_fixtures.write_ut_har(tmp_path / "ut", {"train": 3})["train"][0]
+  x[2, 0, 5, 40] = np.nan
+  csi_fixtures.write_npy(str(tmp_path / "ut" / "data" / "X_train.csv"), x)
+  with pytest.raises(CsiFileError, match=r"X_train\.csv: 1 of the .* values \(index: example, "
+                                         r"time, column\) are NaN .* index \(2, 5, 40\)\."):
+    read_recordings(tmp_path / "ut" / "data" / "X_train.csv")

@@ -363,6 +363,10 @@ def test_radio_pretrain_from_recordings_stft_in_pipeline(tmp_path):
   np.save(inputs / "b.npy", random_iq(5 * window + 100, seed=1))
   (inputs / "b.json").write_text(json.dumps({"sample_rate": RATE}))
   (inputs / "c.sigmf-meta").write_text("{}")  # bad: no global / no data file
+  bad = random_iq(2 * window)
+  bad[window + 3] = np.nan + 0j  # bad: a NaN sample, found only when its window is read
+  np.save(inputs / "d.npy", bad)
+  (inputs / "d.json").write_text(json.dumps({"sample_rate": RATE}))
   command = [sys.executable, "-m", "launch.make_dataset", "--dataset=radio_pretrain",
              f"--recordings={inputs}/*", "--height=16", "--width=32"]
   failed = subprocess.run(command + [f"--data_dir={tmp_path / 'x'}"], cwd=REPO,
@@ -371,7 +375,9 @@ def test_radio_pretrain_from_recordings_stft_in_pipeline(tmp_path):
   result = subprocess.run(command + [f"--data_dir={tmp_path / 'data'}", "--skip_bad"], cwd=REPO,
                           capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-2000:]
-  assert "Skipped 1 bad file(s)" in result.stdout
+  assert "Skipped 2 bad file(s)" in result.stdout
+  assert (f"d.npy: 1 of the {window} samples {window}..{2 * window - 1} are NaN or infinite, the "
+          f"first at index {window + 3}.") in result.stdout
   shape = (16, 32, 1)
   source = TfdsSource(name="radio_pretrain", data_dir=str(tmp_path / "data"), split="train",
                       input_shape=shape, seed=0, shuffle_buffer=1, prefetch=1)
@@ -548,3 +554,50 @@ def test_generator_speed_reports_scenes_per_second():
   short = subprocess.run(command[:-2] + ["--scenes=4", "--workers=2"], cwd=REPO,
                          capture_output=True, text=True)
   assert short.returncode != 0 and "--scenes=4: at least 16" in short.stderr
+
+
+def test_nonfinite_recordings_are_refused_by_make_dataset_and_predict(tmp_path):
+  from types import SimpleNamespace
+  import ml_collections
+  from msm_jax.finetune.predict import Finetuned, recording_inputs
+  iq = random_iq(3 * WINDOW + 100)  # three 16 ms windows and a 100-sample tail
+  write_sigmf(str(tmp_path / "good"), iq, "cf32_le")
+  iq[2 * WINDOW + 7] = complex(np.inf, 0)
+  write_sigmf(str(tmp_path / "bad"), iq, "cf32_le")
+  np.save(tmp_path / "nan.npy", np.where(np.arange(len(iq)) == 5, np.nan, iq).astype(np.complex64))
+  config = ml_collections.ConfigDict({"task": "segmentation", "input_shape": (16, 32, 1)})
+  model = Finetuned(config, SimpleNamespace(frontend=None), params=None)
+  power, items = recording_inputs(model, str(tmp_path / "good.sigmf-meta"))
+  assert power.shape == (3, 16, 32, 1)
+  # Starts are whole windows apart, not (the whole recording / windows) apart.
+  assert [item["start_s"] for item in items] == pytest.approx([0, 0.016, 0.032])
+  with pytest.raises(RecordingError, match=rf"bad\.sigmf-data: 1 of the {WINDOW} samples "
+                                           rf".*first at index {2 * WINDOW + 7}\."):
+    recording_inputs(model, str(tmp_path / "bad.sigmf-meta"))
+  with pytest.raises(RecordingError, match=r"nan\.npy: 1 of .* NaN or infinite, .* index 5\."):
+    recording_inputs(model, str(tmp_path / "nan.npy"), RATE)
+  # radio_pretrain: the windows are read while tfds builds, so the build fails naming the file;
+  # with skip_bad every window is read up front, and the file is left out and reported.
+  for name in ("bad", "nan"):
+    np.save(tmp_path / f"{name}_pad.npy", random_iq(10 * WINDOW))
+  with pytest.raises(RecordingError, match=r"nan\.npy: 1 of"):
+    radio_pretrain.build_from_recordings(str(tmp_path / "data"), str(tmp_path / "nan*.npy"),
+                                         shape=(16, 32, 1), sample_rate=RATE)
+  params, skipped = radio_pretrain.recordings_params(str(tmp_path / "*"), shape=(16, 32, 1),
+                                                     sample_rate=RATE, skip_bad=True)
+  assert [os.path.basename(path) for path, _ in params["files"]] == [
+      "bad_pad.npy", "good.sigmf-meta", "nan_pad.npy"]
+  assert [problem.split(":")[0] for problem in skipped] == [
+      str(tmp_path / "bad.sigmf-data"), str(tmp_path / "nan.npy")]
+
+
+def test_nonfinite_mathworks_frames_are_refused(tmp_path):
+  from scipy import io
+  write_frames(tmp_path, 1)
+  (spectrogram, label), = mathworks.find_frames(str(tmp_path))
+  values = io.loadmat(spectrogram)["rxSpectrogram"]
+  values[3, 4] = np.nan
+  io.savemat(spectrogram, {"rxSpectrogram": values})
+  with pytest.raises(RecordingError, match=r"\.mat: 1 of the 1024 values are NaN or infinite, "
+                                           r"the first at index \(3, 4\)\."):
+    mathworks.read_frame(spectrogram, label, (16, 16, 1), CLASSES)

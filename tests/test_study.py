@@ -106,3 +106,27 @@ def test_predict_classifies_an_ntu_fi_file(study, tmp_path):
   code, _, err = predict(f"--workdir={study[0]}/pretrain_70", f"--input={tmp_path}/walk.mat",
                          f"--output={tmp_path}/x")
   assert code != 0 and "pretraining checkpoint, not a finetuned model" in err
+
+
+@pytest.mark.parametrize("norm_pix_loss", [True, False])
+def test_reconstruction_curve_scores_in_the_input_units(tmp_path, monkeypatch, norm_pix_loss):
+  """A model predicting its training targets exactly scores 1.0: with norm_pix_loss those are
+  per-patch standardised, and the curve must undo that as the training figure does."""
+  from msm_jax.models.masking import batch_masks
+  from msm_jax.study import reconstruction
+  from msm_jax.study.experiment import pretrain_config
+  from msm_jax.training.losses import patch_targets
+
+  def perfect(task, params, images, rng, sample_ids):
+    _, _, mask = batch_masks(rng, sample_ids, task.num_patches, task.keep)
+    target = patch_targets(images, task.patch_size, task.config.norm_pix_loss)
+    return target, target, mask
+
+  monkeypatch.setattr(reconstruction.MsmTask, "predict", perfect)
+  monkeypatch.setattr(reconstruction, "restore_params", lambda workdir: (None, {}))
+  config = pretrain_config(get_config("test"), 0.5, str(tmp_path))
+  config.norm_pix_loss = norm_pix_loss
+  rng = np.random.default_rng(0)
+  images = (rng.normal(size=(2,) + tuple(config.input_shape)) * 3 + 5).astype(np.float32)
+  curve = reconstruction.reconstruction_curve(config, str(tmp_path), images, (0.3, 0.9))
+  assert curve == {0.3: pytest.approx(1.0), 0.9: pytest.approx(1.0)}

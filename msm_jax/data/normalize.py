@@ -44,6 +44,20 @@ def normalize(power, stats: dict, log=np.log):
   return standardize(power, stats["mean"], stats["std"], log, stats.get("eps", EPS))
 
 
+def nonfinite(values, what: str = "values", offset: int = 0) -> str | None:
+  """None if every value is finite, else 'N of the M `what` are NaN or infinite, the first at
+  index i' (i counted from `offset`, for a slice of a longer array; a tuple for N-d arrays). The
+  file readers refuse such input: one NaN or inf makes the spectrogram holding it NaN, and with it
+  every statistic and loss taken over the dataset."""
+  bad = ~np.isfinite(values)
+  if not bad.any():
+    return None
+  first = tuple(int(i) for i in np.argwhere(bad)[0])
+  first = (first[0] + offset,) + first[1:]
+  return (f"{int(bad.sum())} of the {bad.size} {what} are NaN or infinite, the first at index "
+          f"{first[0] if len(first) == 1 else first}")
+
+
 def normalization_stats(name: str, dataset_stats: dict) -> dict:
   """The statistics config.data.normalization=`name` normalises with."""
   if name == "dataset":

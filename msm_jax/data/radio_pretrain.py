@@ -201,7 +201,9 @@ def recordings_params(pattern: str, *, shape, sample_rate: float | None = None,
 
   Every file is opened here (headers and metadata only: data is memory-mapped), so a bad one fails
   the build before anything is written (or, with skip_bad, is left out and reported); all must
-  share one sample rate (windows have one length).
+  share one sample rate (windows have one length). NaN or infinite samples are found as windows
+  are read, failing the build; with skip_bad every window is read here first, so that a file
+  holding one is left out and reported like any other bad file.
   """
   if len(shape) != 3 or shape[2] != 1:
     raise ValueError(f"recordings give 1-channel spectrograms; shape={tuple(shape)}.")
@@ -216,7 +218,10 @@ def recordings_params(pattern: str, *, shape, sample_rate: float | None = None,
       if rate is not None and recording.sample_rate != rate:
         raise rec.RecordingError(f"{path}: sample rate {recording.sample_rate:g} differs from the "
                                  f"{rate:g} of {files[0][0]}; build one dataset per rate.")
-      count = len(recording.iq) // rec.window_samples(recording, shape, window_seconds)
+      n = rec.window_samples(recording, shape, window_seconds)
+      if skip_bad:
+        rec.check_finite(recording, n)
+      count = len(recording.iq) // n
     except rec.RecordingError as error:
       if not skip_bad:
         raise

@@ -73,11 +73,15 @@ def recording_inputs(model: Finetuned, path: str, sample_rate=None, window_secon
   if model.frontend or is_audio_file(path):
     return audio_inputs(model, path, sample_rate, window_seconds)
   if model.config.task == "segmentation":
-    from msm_jax.data.radio.recordings import read_recording, recording_spectrograms
+    from msm_jax.data.radio.recordings import (read_recording, recording_spectrograms,
+                                               window_samples)
     recording = read_recording(path, sample_rate)
     power = recording_spectrograms(recording, model.input_shape, window_seconds)
-    seconds = len(recording.iq) / recording.sample_rate / max(len(power), 1)
-    return power, [{"window": i, "start_s": i * seconds} for i in range(len(power))]
+    # Windows are consecutive and whole (the tail that fills none is dropped): window i starts
+    # at sample i * n.
+    seconds = window_samples(recording, model.input_shape, window_seconds) / recording.sample_rate
+    return power, [{"window": i, "start_s": i * seconds, "seconds": seconds}
+                   for i in range(len(power))]
   from msm_jax.data.csi.recording import csi_to_power
   from msm_jax.data.csi.readers import read_recordings
   recordings = read_recordings(path)

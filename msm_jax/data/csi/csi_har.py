@@ -15,7 +15,9 @@ the source does not say). Sources:
   widar:PATH    every *.dat under PATH; class = gesture ('gesture_<n>'), subject = user, position =
                 location, orientation = orientation, receiver = receiver; split by gesture instance
                 (`widar_splits`), so the receivers' files of one instance share a split.
-Parameters are stored in metadata.json, normalisation statistics of the train split in stats.json
+Real files that would leave a split empty are refused before anything is built (`check_splits`);
+shapes default per source (`default_shape`). Parameters are stored in metadata.json,
+normalisation statistics of the train split in stats.json
 (DATA_DIR/csi_har/1.1.0/). TensorFlow is imported lazily (`builder_class()`).
 """
 import functools
@@ -30,8 +32,13 @@ from msm_jax.data.radio_pretrain import SPLIT_IDS, prepare_builder, write_train_
 from msm_jax.data.tfds_pipeline import FEATURE, LABEL, import_tf
 
 NAME = "csi_har"
-DEFAULT_SHAPE = (112, 496, 3)  # NTU-Fi 114 x 2000 x 3 reduced to patch-16-divisible sizes
 SOURCES = ("simulator", "ntu_fi", "ut_har", "widar")
+# (H, W, C) of each source when the user gives none: every subcarrier its card reports (NTU-Fi's
+# 114 cropped to 112, divisible by 16-row patches; Intel 5300: 30), a width its recordings reach
+# (NTU-Fi 2000 packets, UT-HAR 250, Widar3.0 gestures: seconds at 1 kHz), all 3 antennas.
+DEFAULT_SHAPES = {"ntu_fi": (112, 496, 3), "ut_har": (30, 240, 3), "widar": (30, 496, 3)}
+DEFAULT_SHAPE = DEFAULT_SHAPES["ntu_fi"]
+_LAYOUT_SOURCES = {"atheros40": "ntu_fi", "intel20": "widar"}  # the simulator's cards
 DOMAIN_FIELDS = domains.FIELDS + ("receiver",)
 _VALIDATION_EVERY = 10
 
@@ -63,6 +70,15 @@ def build_params(*, shape, source: str = "simulator", num_examples: int = 600, s
               num_eval_examples=int(num_eval_examples or max(1, num_examples // 10)))
 
 
+def default_shape(source: str = "simulator", layout: str = "atheros40") -> tuple[int, int, int]:
+  """The (H, W, C) that `source` (as in build_params) gives without one: DEFAULT_SHAPES of the
+  source, or of the card `layout` the simulator imitates."""
+  kind = source.partition(":")[0]
+  if kind == "simulator":
+    kind = _LAYOUT_SOURCES.get(layout, "ntu_fi")
+  return DEFAULT_SHAPES.get(kind, DEFAULT_SHAPE)
+
+
 def _example(power, label, fields=None) -> dict:
   fields = fields or {}
   return {FEATURE: power, LABEL: int(label),
@@ -86,14 +102,17 @@ def _reduce(path, amplitude, shape):
     raise CsiFileError(path, f"cannot make a {tuple(shape)} input: {error}") from None
 
 
+def _ntu_fi_split(files, split) -> list:
+  """The (path, label) of `split` among ntu_fi_files' {'train', 'test'} files."""
+  if split == "test":
+    return files["test"]
+  return [f for i, f in enumerate(files["train"])
+          if (i % _VALIDATION_EVERY == _VALIDATION_EVERY - 1) == (split == "validation")]
+
+
 def _ntu_fi(params, split):
   _, files = readers.ntu_fi_files(params["path"])
-  if split == "test":
-    chosen = files["test"]
-  else:
-    chosen = [f for i, f in enumerate(files["train"])
-              if (i % _VALIDATION_EVERY == _VALIDATION_EVERY - 1) == (split == "validation")]
-  for path, label in chosen:
+  for path, label in _ntu_fi_split(files, split):
     amplitude = readers.read_ntu_fi(path).amplitude
     yield path, _example(_reduce(path, amplitude, params["shape"]), label)
 
@@ -156,6 +175,37 @@ def _widar(params, split):
 _GENERATORS = {"simulator": _simulated, "ntu_fi": _ntu_fi, "ut_har": _ut_har, "widar": _widar}
 
 
+def _ntu_fi_sizes(root) -> tuple[dict, str, str]:
+  _, files = readers.ntu_fi_files(root)
+  sizes = {split: len(_ntu_fi_split(files, split)) for split in SPLIT_IDS}
+  return (sizes, f"{len(files['train'])} train_amp and {len(files['test'])} test_amp .mat files",
+          f"at least {_VALIDATION_EVERY} train_amp files (every {_VALIDATION_EVERY}th validates) "
+          "and 1 test_amp file")
+
+
+def _widar_sizes(root) -> tuple[dict, str, str]:
+  paths = _widar_files(root)
+  parts = widar_splits(paths)
+  sizes = {split: sum(part == split for part in parts.values()) for split in SPLIT_IDS}
+  instances = {tuple(intel5300.widar_fields(p)[f] for f in intel5300.WIDAR_INSTANCE) for p in paths}
+  return (sizes, f"{len(paths)} .dat files of {len(instances)} gesture instances",
+          f"at least {_VALIDATION_EVERY} gesture instances (8 of every 10 train)")
+
+
+def check_splits(params) -> None:
+  """Refuses real files that would leave a split empty, which tfds only reports as 'No examples
+  were yielded' once it has built the others. UT-HAR's three splits are files of their own."""
+  count = {"ntu_fi": _ntu_fi_sizes, "widar": _widar_sizes}.get(params["source"])
+  if not count:
+    return
+  sizes, files, needed = count(params["path"])
+  empty = [split for split in SPLIT_IDS if not sizes[split]]
+  if empty:
+    given = ", ".join(f"{sizes[split]} {split}" for split in SPLIT_IDS)
+    raise CsiFileError(params["path"], f"the {' and '.join(empty)} split would be empty: "
+                                       f"{files} give {given}; {needed} are needed.")
+
+
 @functools.cache
 def builder_class():
   """The CsiHar builder class (registered with tfds as 'csi_har' on first call)."""
@@ -202,4 +252,5 @@ def build(data_dir: str, **kwargs) -> str:
   """Builds csi_har under `data_dir` (keyword arguments as in `build_params`); returns its version
   directory. Same parameters reuse the dataset; different ones in the same data_dir are an error."""
   params = build_params(**kwargs)
+  check_splits(params)
   return prepare_builder(builder_class()(params=params, data_dir=data_dir), params)

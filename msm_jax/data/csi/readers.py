@@ -8,7 +8,7 @@
                         (column = antenna * 30 + subcarrier), y (N,) class ids of UT_HAR_CLASSES.
   Widar3.0              Intel 5300 .dat logs (see intel5300.py).
 Every reader returns amplitude float32 (antennas, subcarriers, packets); every problem is a
-CsiFileError naming the file.
+CsiFileError naming the file, NaN or infinite values included (Intel 5300 logs hold integers).
 """
 import os
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from msm_jax.data.csi import intel5300
 from msm_jax.data.csi.recording import CsiFileError, CsiRecording
+from msm_jax.data.normalize import nonfinite
 
 NTU_FI_SUBCARRIERS = 114
 NTU_FI_SPLITS = {"train": "train_amp", "test": "test_amp"}
@@ -50,6 +51,12 @@ def _load_mat_v73(path) -> dict:
     raise CsiFileError(path, f"is not a readable MATLAB v7.3 (HDF5) file ({error}).") from None
 
 
+def _require_finite(path, values, what: str) -> None:
+  problem = nonfinite(values, what)
+  if problem:
+    raise CsiFileError(path, f"{problem}.")
+
+
 def read_ntu_fi(path) -> CsiRecording:
   """One NTU-Fi .mat: amplitude (antennas, 114, packets); info['class'] = the parent folder."""
   content = _load_mat(path)
@@ -60,6 +67,7 @@ def read_ntu_fi(path) -> CsiRecording:
   if array.ndim != 2 or array.shape[0] % NTU_FI_SUBCARRIERS or not array.size:
     raise CsiFileError(path, f"'CSIamp' has shape {array.shape}; expected (antennas x "
                              f"{NTU_FI_SUBCARRIERS}, packets), e.g. (342, 2000).")
+  _require_finite(path, array, "'CSIamp' values")
   amplitude = array.astype(np.float32).reshape(-1, NTU_FI_SUBCARRIERS, array.shape[1])
   folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
   return CsiRecording(amplitude, {"format": "ntu_fi", "class": folder})
@@ -102,6 +110,7 @@ def read_ut_har_array(path) -> np.ndarray:
     x = x[:, 0]
   if x.ndim != 3 or x.shape[2] != width or not x.shape[1]:
     raise CsiFileError(path, f"holds shape {x.shape}; UT-HAR X arrays are (N, [1,] time, {width}).")
+  _require_finite(path, x, "values (index: example, time, column)")
   x = x.astype(np.float32).reshape(len(x), x.shape[1], UT_HAR_ANTENNAS, UT_HAR_SUBCARRIERS)
   return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 

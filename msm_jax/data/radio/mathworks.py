@@ -9,13 +9,14 @@ PNG_DB_RANGE dB. Colour PNGs are refused unless grey (R = G = B): the colours of
 do not measure power. Reduction to the requested grid is the generators' (stft.block_average):
 crop to whole blocks, average each block, never interpolate - so a frame smaller than the grid is
 an error; label maps take the label at each block's centre (nearest neighbour, never averaged).
-Every unreadable file raises RecordingError naming it.
+Every unreadable file raises RecordingError naming it, as does a spectrogram holding NaN or inf.
 """
 import glob
 import os
 
 import numpy as np
 
+from msm_jax.data.normalize import nonfinite
 from msm_jax.data.radio.recordings import RecordingError
 from msm_jax.data.radio.stft import block_average, block_centres
 
@@ -70,6 +71,9 @@ def read_frame(spectrogram_path: str, label_path: str, shape, classes) -> tuple:
   if not os.path.exists(label_path):
     raise RecordingError(f"{spectrogram_path}: its label map {label_path} is missing.")
   values = _read_array(spectrogram_path, MAT_VARIABLE)
+  problem = nonfinite(values)
+  if problem:
+    raise RecordingError(f"{spectrogram_path}: {problem}.")
   if np.iscomplexobj(values):
     power = np.abs(values) ** 2
   elif spectrogram_path.endswith(".png"):

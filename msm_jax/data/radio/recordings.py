@@ -9,7 +9,7 @@ interleaved samples). Complex datatypes cf64/cf32/ci32/ci16/ci8/cu16/cu8 with _l
 have none); integers are scaled to [-1, 1). .npy: a complex 1-D array or a real (2, N) / (N, 2)
 array of I and Q, the sample rate from the `sample_rate` argument or a sidecar NAME.json
 {"sample_rate": ...} (optionally "center_frequency"). Every problem raises RecordingError naming
-the file.
+the file, NaN or infinite samples included (found as they are read; `check_finite` reads all).
 
 Files are memory-mapped, not read: `recording.iq` slices like a complex64 array, and only the
 samples of a slice are read and converted, so recordings larger than memory work window by window.
@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from msm_jax.data.normalize import nonfinite
 from msm_jax.data.radio.scene import DEFAULT
 from msm_jax.data.radio.stft import power_spectrogram, spec_for, spec_for_samples
 
@@ -34,10 +35,11 @@ class RecordingError(ValueError):
 
 class MappedIQ:
   """IQ samples in a memory-mapped file: len() and contiguous slices (complex64) like a 1-D array,
-  reading and converting only the samples sliced; np.asarray reads them all."""
+  reading and converting only the samples sliced; np.asarray reads them all. A slice holding a NaN
+  or infinite sample raises RecordingError naming `path`."""
 
-  def __init__(self, length: int, read: Callable[[int, int], np.ndarray]):
-    self._length, self._read = length, read
+  def __init__(self, length: int, read: Callable[[int, int], np.ndarray], path: str):
+    self._length, self._read, self._path = length, read, path
 
   def __len__(self) -> int:
     return self._length
@@ -46,7 +48,11 @@ class MappedIQ:
     if not isinstance(key, slice) or key.step not in (None, 1):
       raise TypeError(f"MappedIQ takes contiguous slices, not {key!r}.")
     start, stop, _ = key.indices(self._length)
-    return self._read(start, max(start, stop))
+    samples = self._read(start, max(start, stop))
+    problem = nonfinite(samples, f"samples {start}..{max(start, stop) - 1}", offset=start)
+    if problem:
+      raise RecordingError(f"{self._path}: {problem}.")
+    return samples
 
   def __array__(self, dtype=None, copy=None):
     return np.asarray(self[:], dtype)
@@ -129,7 +135,8 @@ def _read_sigmf(path: str) -> Recording:
                          f"({2 * dtype.itemsize} bytes each): truncated or mislabelled.")
   captures = list(meta.get("captures") or [])
   pairs = np.memmap(data_path, dtype, mode="r")
-  return Recording(iq=MappedIQ(len(pairs) // 2, lambda a, b: _to_complex(pairs[2 * a:2 * b])),
+  iq = MappedIQ(len(pairs) // 2, lambda a, b: _to_complex(pairs[2 * a:2 * b]), data_path)
+  return Recording(iq=iq,
                    sample_rate=sample_rate,
                    center_frequency=(captures or [{}])[0].get("core:frequency"),
                    annotations=list(meta.get("annotations", [])), path=meta_path,
@@ -154,10 +161,11 @@ def _read_npy(path: str, sample_rate: float | None) -> Recording:
     raise RecordingError(f"{path}: no sample rate; pass one or write {sidecar} with "
                          '{"sample_rate": ...}.')
   if np.iscomplexobj(array) and array.ndim == 1:
-    iq = MappedIQ(len(array), lambda a, b: array[a:b].astype(np.complex64))
+    iq = MappedIQ(len(array), lambda a, b: array[a:b].astype(np.complex64), path)
   elif array.dtype.kind in "fiu" and array.ndim == 2 and 2 in array.shape:
     pairs = array if array.shape[0] == 2 else array.T  # a transposed view: still mapped
-    iq = MappedIQ(pairs.shape[1], lambda a, b: _from_parts(pairs[0, a:b], pairs[1, a:b]))
+    iq = MappedIQ(pairs.shape[1], lambda a, b: _from_parts(pairs[0, a:b], pairs[1, a:b]),
+                  path)
   else:
     raise RecordingError(f"{path}: holds {array.dtype} {array.shape}; expected complex IQ (N,) or "
                          "real I/Q (2, N) or (N, 2).")
@@ -178,6 +186,13 @@ def read_recording(path: str, sample_rate: float | None = None) -> Recording:
       raise RecordingError(f"{path}: missing.")
     return _read_npy(path, sample_rate)
   raise RecordingError(f"{path}: not a recording (.sigmf-meta, .sigmf-data or .npy).")
+
+
+def check_finite(recording: Recording, n: int) -> None:
+  """Reads every whole window of n samples, as a dataset or prediction would, so that a NaN or
+  infinite sample raises RecordingError now, with the same message."""
+  for start in range(0, len(recording.iq) - n + 1, n):
+    recording.iq[start:start + n]
 
 
 def window_samples(recording: Recording, shape, window_seconds: float | None = None) -> int:
