@@ -67,6 +67,9 @@ def get_config(variant: str = "seg_tiny"):
   # foundation model paper's fixed pipeline, for its imported weights (msm_jax/data/normalize.py).
   c.data.normalization = "dataset"
   c.data.split = "train"
+  # Held-out examples validated during training (every eval_every steps), kept in memory.
+  c.data.val_split = "validation"
+  c.data.val_examples = 128 if size == "tiny" else 512
   c.data.eval_split = "test"  # for generated data: held-out domains where the generator has them
   c.data.eval_examples = 256 if size == "tiny" else 1024  # generated data; tfds: 0 = whole split
   c.data.shuffle_buffer = 10_000
@@ -92,5 +95,10 @@ def get_config(variant: str = "seg_tiny"):
   c.keep_checkpoints = 2
   c.figure_every = c.checkpoint_every if task == "seg" else 0  # segmentation overlays
   c.figure_examples = 4
+  # val_accuracy (classification) or val_mean_iou (segmentation) of the data.val_examples is
+  # logged every eval_every steps (a reference: it follows checkpoint_every; 0 disables it), and
+  # with keep_best the params that scored highest are kept in WORKDIR/best too.
+  c.eval_every = c.get_ref("checkpoint_every")
+  c.keep_best = True
   c.eval_batch_size = 64
   return c

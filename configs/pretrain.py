@@ -49,6 +49,9 @@ def get_config(variant: str = "tiny"):
   # foundation model paper's fixed pipeline, for its imported weights (msm_jax/data/normalize.py).
   c.data.normalization = "dataset"
   c.data.split = "train"
+  # Held-out examples validated during training (every eval_every steps), kept in memory.
+  c.data.val_split = "validation"
+  c.data.val_examples = 256 if variant == "tiny" else 512
   c.data.shuffle_buffer = 10_000
   c.data.prefetch = 2
   # Processes generating synthetic examples: -1 = none on CPU, one per core (but one) on an
@@ -79,4 +82,9 @@ def get_config(variant: str = "tiny"):
   c.keep_checkpoints = 3
   c.figure_every = 250 if variant == "tiny" else 5_000  # 0 disables figures
   c.figure_examples = 4
+  # The masked-reconstruction loss of the data.val_examples, with the same masks every time, is
+  # logged as val_loss every eval_every steps; a reference, so it follows checkpoint_every.
+  # 0 disables it.
+  c.eval_every = c.get_ref("checkpoint_every")
+  c.eval_batch_size = 64
   return c

@@ -43,6 +43,7 @@ def small(variant, **overrides):
   config.update(batch_size=8, total_steps=6, warmup_steps=1, log_every=3, checkpoint_every=6,
                 figure_every=0, eval_batch_size=16)
   config.data.eval_examples = 24
+  config.data.val_examples = 16
   config.update(overrides)
   return config
 
@@ -184,8 +185,16 @@ def test_segmentation_learns_the_toy_task_and_resumes(tmp_path):
   assert os.path.exists(tmp_path / "figures" / "segmentation_train.png")
   again = finetune(config, str(tmp_path))[1]  # finished run: resumes at the end, re-evaluates
   assert again["confusion_matrix"] == metrics["confusion_matrix"]
-  steps = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
+  rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  steps = [r["step"] for r in rows]
   assert steps == sorted(set(steps)) and steps[-1] == 40
+  validated = {r["step"]: r["val_mean_iou"] for r in rows if "val_mean_iou" in r}
+  assert list(validated) == [20, 40]  # with every checkpoint
+  best = json.load(open(tmp_path / "best" / "best.json"))
+  assert best == {"step": best["step"], "metric": "mean_iou", "value": max(validated.values())}
+  best_params, _ = restore_params(str(tmp_path / "best"))
+  task = FinetuneTask(config, toy_generators.PIXEL.classes, STATS)
+  assert task.validate(best_params)["mean_iou"] == pytest.approx(best["value"], rel=1e-6)
 
 
 def test_finetune_command_with_the_csi_generator(pretrained, tmp_path):

@@ -40,8 +40,10 @@ def test_cli_trains_checkpoints_draws_and_resumes(tmp_path):
   assert code == 0, err[-3000:]
   assert "step 6/6" in out and "samples/s" in out and "ETA" in out
   rows = records(workdir)
-  assert [r["step"] for r in rows] == [2, 4, 6]
-  assert all({"loss", "lr", "samples_per_sec"} <= set(r) for r in rows)
+  assert [r["step"] for r in rows] == [2, 3, 4, 6]  # validated with every checkpoint, at 3 and 6
+  assert all({"loss", "lr", "samples_per_sec"} <= set(r) for r in rows if r["step"] % 2 == 0)
+  assert [r["step"] for r in rows if "val_loss" in r] == [3, 6]
+  assert 0 < rows[-1]["val_loss"] < rows[1]["val_loss"]  # the same examples and masks each time
   assert os.path.getsize(os.path.join(workdir, "figures", "reconstruction_0000006.png")) > 10_000
   assert os.listdir(os.path.join(workdir, "tensorboard"))
   assert Checkpointer(workdir).latest_step() == 6
@@ -49,7 +51,7 @@ def test_cli_trains_checkpoints_draws_and_resumes(tmp_path):
   code, out, err = pretrain(workdir, "--config.total_steps=10")
   assert code == 0, err[-3000:]
   assert "Resumed" in err and "step 10/10" in out
-  assert [r["step"] for r in records(workdir)] == [2, 4, 6, 8, 10]
+  assert [r["step"] for r in records(workdir)] == [2, 3, 4, 6, 8, 9, 10]
   assert Checkpointer(workdir).latest_step() == 10
   with open(os.path.join(workdir, "status.json")) as f:
     assert json.load(f) == {"step": 10, "total_steps": 10, "finished": True, "skipped_steps": 0}

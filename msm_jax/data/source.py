@@ -100,3 +100,18 @@ def local_batch_size(global_batch_size: int, process_index: int, process_count: 
     raise ValueError(f"global_batch_size={global_batch_size} (config.batch_size) must be a positive "
                      f"multiple of the process count {process_count}.")
   return global_batch_size // process_count
+
+
+def validation_batches(config) -> list[dict[str, np.ndarray]]:
+  """The held-out examples validated during training: the first config.data.val_examples of
+  config.data.val_split in batches of config.eval_batch_size, read once and kept in memory, so
+  that every validation sees the same ones. A source of its own: the training stream is
+  untouched."""
+  data = config.data.copy_and_resolve_references()
+  data.workers = 0  # read once: a pool of generator processes would outlive its use
+  source = make_source(data, tuple(config.input_shape), config.seed, split=data.val_split)
+  batches = list(source.epoch(config.eval_batch_size, data.val_examples))
+  if not batches:
+    raise ValueError(f"config.data.val_split={data.val_split!r} has no examples to validate on; "
+                     "name another split, or set config.eval_every=0.")
+  return batches

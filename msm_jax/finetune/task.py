@@ -15,7 +15,8 @@ import optax
 from absl import logging
 
 from msm_jax.checkpoint.manager import restore_params
-from msm_jax.data.source import make_source
+from msm_jax.data.source import make_source, validation_batches
+from msm_jax.finetune.evaluate import confusion, evaluate, task_metrics
 from msm_jax.finetune.init import check_compatible, merge_pretrained
 from msm_jax.models.build import build_encoder, compute_dtype, model_description
 from msm_jax.models.heads import Classifier, Segmenter
@@ -74,6 +75,9 @@ class FinetuneTask(Task):
       decoder_depth = config.decoder_blocks if config.task == "segmentation" else 0
       check_compatible(config.model, pretrained_config, config.init_from, decoder_depth)
     self._apply = jax.jit(lambda params, images: self.model.apply({"params": params}, images))
+    # The metric validated during training (val_accuracy / val_mean_iou), and kept the best of.
+    self.best_metric = "mean_iou" if config.task == "segmentation" else "accuracy"
+    self._val_batches = None  # read on first use
 
   def init_params(self, rng):
     images = jnp.zeros((1,) + self.input_shape, jnp.float32)
@@ -121,6 +125,12 @@ class FinetuneTask(Task):
     """Class probabilities (B, K) or per-pixel probabilities (B, Nt, Nf, K)."""
     return jax.nn.softmax(self._apply(params, jnp.asarray(images)), axis=-1)
 
+  def validate(self, params):
+    if self._val_batches is None:
+      self._val_batches = validation_batches(self.config)
+    matrix, _ = confusion(self, params, self._val_batches)
+    return {self.best_metric: task_metrics(self.config, matrix, self.classes)[self.best_metric]}
+
   def export(self, params):
     description = model_description(self.config.model, self.input_shape)
     description.update(task=self.config.task, classes=list(self.classes), stats=self.stats,
@@ -144,7 +154,6 @@ def finetune(config, workdir: str):
   Returns (final train state, evaluation metrics dict). Callable from Colab; launch/finetune.py
   is a thin CLI over it. A rerun with the same workdir resumes training.
   """
-  from msm_jax.finetune.evaluate import evaluate  # matplotlib only after training
   source = make_source(config.data, tuple(config.input_shape), config.seed)
   task = FinetuneTask(config, source.classes, source.stats, source.frontend)
   logging.info("Finetuning %s (%s): %d of %d parameters trainable.", config.task, config.mode,

@@ -12,6 +12,7 @@ import numpy as np
 from absl import logging
 from flax.training import train_state
 
+from msm_jax.checkpoint.best import BestCheckpoint
 from msm_jax.checkpoint.manager import Checkpointer
 from msm_jax.data.source import make_source
 from msm_jax.metrics.logger import TrainLogger
@@ -46,6 +47,16 @@ class Task:
 
   def save_figure(self, params, images, step: int, workdir: str):
     return None
+
+  # The validate() metric whose highest value is worth keeping: with config.keep_best, the
+  # params that reached it are saved in WORKDIR/best (None: the task has no such metric).
+  best_metric = None
+
+  def validate(self, params) -> dict:
+    """Host params -> scalar metrics on held-out data, logged with a 'val_' prefix every
+    config.eval_every steps; {} when the task has none. Runs on every process (a multi-host
+    run must agree on the best checkpoint), so it must not use collectives."""
+    return {}
 
 
 class _StopRequest:
@@ -116,7 +127,7 @@ def train(config, workdir: str, task: Task, source=None):
   start_step = latest or 0
   per_call = resolve_steps_per_call(config.steps_per_call, start_step, config.total_steps,
                                     config.log_every, config.checkpoint_every,
-                                    config.figure_every)
+                                    config.figure_every, config.eval_every)
   if (config.total_steps - start_step) % per_call:
     raise ValueError(
         f"config.steps_per_call={per_call} does not divide the {config.total_steps - start_step} "
@@ -156,14 +167,25 @@ def train(config, workdir: str, task: Task, source=None):
   logger = TrainLogger(workdir, total_steps=config.total_steps,
                        global_batch_size=config.batch_size, start_step=start_step,
                        enabled=is_chief)
+  best = None
+  if task.best_metric and config.keep_best and config.eval_every:
+    best = BestCheckpoint(workdir, task.best_metric)
   figure_images = None
 
   def save_checkpoint(step):
     guard.settle()  # never a checkpoint of a state that went non-finite
     with logger.excluded():
       host = parallel.host_state(state)
-      encoder, description = task.export(host.params)
-      checkpointer.save(step, host, encoder, description, force=True)
+      checkpointer.save(step, host, *task.export(host.params), force=True)
+
+  def validation_record(step) -> dict:
+    """The held-out metrics at `step`, 'val_'-prefixed; keeps the params if they are the best."""
+    with logger.excluded():
+      host = parallel.host_state(state)
+      held_out = task.validate(jax.device_get(host.params))
+      if best is not None and best.improves(held_out):
+        best.save(step, held_out, host, *task.export(host.params))
+    return {f"val_{name}": value for name, value in held_out.items()}
 
   try:
     with _StopRequest() as stop:
@@ -180,11 +202,16 @@ def train(config, workdir: str, task: Task, source=None):
         def due(every: int) -> bool:  # the call just run included a step that is a multiple
           return every > 0 and (step % every < per_call or last)
 
-        if due(config.log_every) or due(config.figure_every):
+        if due(config.log_every) or due(config.figure_every) or due(config.eval_every):
           guard.settle()  # on every host, so that all stop at the same call
+        record = {}
         if due(config.log_every):
-          logger.log(step, {k: float(v) for k, v in jax.device_get(metrics).items()
-                            if k not in GUARD_METRICS})
+          record.update({k: float(v) for k, v in jax.device_get(metrics).items()
+                         if k not in GUARD_METRICS})
+        if due(config.eval_every):
+          record.update(validation_record(step))
+        if record:
+          logger.log(step, record)
         if due(config.figure_every) and is_chief:
           with logger.excluded():
             params = jax.device_get(parallel.host_state(state).params)
@@ -201,6 +228,8 @@ def train(config, workdir: str, task: Task, source=None):
     guard.settle()
   finally:  # saves in flight finish, also when the run stops on an error
     checkpointer.close()
+    if best is not None:
+      best.close()
     logger.close()
   if is_chief:
     with open(os.path.join(workdir, "status.json"), "w") as f:

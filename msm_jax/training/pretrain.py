@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from msm_jax.data.source import validation_batches
 from msm_jax.models.build import build_msm, model_description
 from msm_jax.models.masking import batch_masks, num_visible
 from msm_jax.models.patches import grid_shape, patchify, unpatchify
@@ -24,6 +25,11 @@ class MsmTask(Task):
     self.keep = num_visible(self.num_patches, config.mask_ratio)
     self.model = build_msm(config.model, channels=self.input_shape[2])
     self._predict_jit = jax.jit(self.predict)
+    # Validation masks come from a key of their own, the same in every run and at every step,
+    # so val_loss moves only with the params (and compares across runs on the same data).
+    self._val_loss = jax.jit(lambda params, images, ids: masked_mse(
+        *self.predict(params, images, jax.random.key(0), ids)))
+    self._val_batches = None  # read on first use
 
   def init_params(self, rng):
     n = self.num_patches
@@ -42,17 +48,37 @@ class MsmTask(Task):
     pred, target, mask = self.predict(params, batch["image"], rng, sample_ids)
     return masked_mse(pred, target, mask), {}
 
+  def validate(self, params):
+    if self._val_batches is None:
+      self._val_batches = validation_batches(self.config)
+    params = jax.device_put(params)  # once, not once per batch
+    total, done = 0.0, 0
+    for batch in self._val_batches:
+      n = len(batch["image"])
+      ids = jnp.arange(done, done + n, dtype=jnp.int32)  # the example's index picks its mask
+      # Every example has the same number of masked patches: the mean of the batch means,
+      # weighted by batch size, is the mean over all examples.
+      total += float(self._val_loss(params, batch["image"], ids)) * n
+      done += n
+    return {"loss": total / done}
+
   def export(self, params):
     return params["encoder"], model_description(self.config.model, self.input_shape)
+
+  def reconstructed_images(self, pred, images):
+    """Patch predictions `pred` (N, L, P) of `images` -> images (N, H', W', C) in the input's
+    units. With norm_pix_loss the model predicts each patch standardised by its own mean and std
+    (patch_targets), so those of the same patch of `images` are put back first."""
+    if self.config.norm_pix_loss:
+      mean, std = patch_mean_std(patchify(jnp.asarray(images), self.patch_size))
+      pred = pred * std + mean
+    return unpatchify(pred, self.patch_size, self.grid, self.input_shape[2])
 
   def save_figure(self, params, images, step, workdir):
     from msm_jax.metrics.figures import save_reconstruction_figure  # matplotlib only when drawn
     ids = jnp.arange(images.shape[0], dtype=jnp.int32)
     pred, _, mask = self._predict_jit(params, images, jax.random.key(0), ids)
-    if self.config.norm_pix_loss:  # show predictions in the input's units
-      mean, std = patch_mean_std(patchify(jnp.asarray(images), self.patch_size))
-      pred = pred * std + mean
-    recon = unpatchify(pred, self.patch_size, self.grid, self.input_shape[2])
+    recon = self.reconstructed_images(pred, images)
     path = os.path.join(workdir, "figures", f"reconstruction_{step:07d}.png")
     return save_reconstruction_figure(path, np.asarray(images), np.asarray(mask) > 0,
                                       np.asarray(recon), self.patch_size,

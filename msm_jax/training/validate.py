@@ -32,6 +32,11 @@ def validate_config(config):
            f"{config.total_steps}")
   for field in ("log_every", "checkpoint_every", "grad_accum_steps", "keep_checkpoints"):
     _require(config[field] >= 1, f"config.{field}={config[field]} must be >= 1")
+  _require(config.eval_every >= 0,
+           f"config.eval_every={config.eval_every} must be >= 1, or 0 for no validation")
+  _require(config.eval_every == 0 or config.data.val_examples >= 1,
+           f"config.data.val_examples={config.data.val_examples} must be >= 1 to validate every "
+           f"config.eval_every={config.eval_every} steps")
   _require(config.steps_per_call >= 0,
            f"config.steps_per_call={config.steps_per_call} must be >= 1, or 0 for automatic")
   # Logs, checkpoints and figures fall on the end of the call that reaches their cadence, but
