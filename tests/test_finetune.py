@@ -195,6 +195,10 @@ def test_segmentation_learns_the_toy_task_and_resumes(tmp_path):
   best_params, _ = restore_params(str(tmp_path / "best"))
   task = FinetuneTask(config, toy_generators.PIXEL.classes, STATS)
   assert task.validate(best_params)["mean_iou"] == pytest.approx(best["value"], rel=1e-6)
+  from msm_jax.finetune.predict import load_finetuned
+  model = load_finetuned(str(tmp_path / "best"))  # what launch.predict --workdir=.../best does
+  assert model.classes == toy_generators.PIXEL.classes
+  jax.tree.map(np.testing.assert_array_equal, model.params, best_params)
 
 
 def test_finetune_command_with_the_csi_generator(pretrained, tmp_path):
