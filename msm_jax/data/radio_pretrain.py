@@ -170,6 +170,26 @@ def write_train_stats(builder) -> dict:
   return stats
 
 
+def readable(builder, items, read, error_type, source: str, split: str, what: str):
+  """Yields (item, read(item)) for the files of `split`. A file whose `read` raises
+  `error_type` stops the build, or with builder.skip_bad is left out and its error appended to
+  builder.skipped; a split left with no file at all is an error here, not where it is read."""
+  done = 0
+  for item in items:
+    try:
+      result = read(item)
+    except error_type as error:
+      if not builder.skip_bad:
+        raise
+      builder.skipped.append(str(error))
+      continue
+    done += 1
+    yield item, result
+  if not done:
+    raise ValueError(f"{source}: every {what} of the {split} split is unreadable "
+                     f"({len(items)} skipped); fix them, or reshuffle with another --seed.")
+
+
 def build(data_dir: str, *, num_examples: int, shape, seed: int, generator: str = "synthetic",
           num_eval_examples: int | None = None, capture: dict | None = None) -> str:
   """Builds a generated radio_pretrain under `data_dir` (parameters as in `build_params`); returns

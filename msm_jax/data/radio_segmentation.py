@@ -19,7 +19,8 @@ from msm_jax.data.generators import SPLIT_IDS, get_generator, shuffled_splits
 from msm_jax.data.radio import mathworks
 from msm_jax.data.radio.generators import LTE_NR_CLASSES
 from msm_jax.data.radio.recordings import RecordingError
-from msm_jax.data.radio_pretrain import generator_params, prepare_builder, write_train_stats
+from msm_jax.data.radio_pretrain import (generator_params, prepare_builder, readable,
+                                         write_train_stats)
 from msm_jax.data.tfds_pipeline import FEATURE, LABEL, import_tf
 
 NAME = "radio_segmentation"
@@ -103,22 +104,12 @@ def builder_class():
         yield index, {FEATURE: example[FEATURE], LABEL: example[LABEL].astype(np.uint8)}
 
     def _folder_examples(self, split, frames):
-      read = 0
-      for index, (spectrogram, label) in enumerate(frames):
-        try:
-          power, ids = mathworks.read_frame(spectrogram, label, self.params["shape"],
-                                            tuple(self.params["classes"]))
-        except RecordingError as error:
-          if not self.skip_bad:
-            raise
-          self.skipped.append(str(error))
-          continue
-        read += 1
+      read = lambda frame: mathworks.read_frame(*frame, self.params["shape"],
+                                                tuple(self.params["classes"]))
+      examples = readable(self, list(enumerate(frames)), lambda item: read(item[1]),
+                          RecordingError, self.params["folder"], split, "frame")
+      for (index, _), (power, ids) in examples:
         yield index, {FEATURE: power, LABEL: ids}
-      if not read:  # an empty split would only fail later, where it is read
-        raise ValueError(f"{self.params['folder']}: every frame of the {split} split is "
-                         f"unreadable ({len(frames)} skipped); fix them, or reshuffle with "
-                         "another --seed.")
 
     def _post_download_and_prepare_hook(self):
       write_train_stats(self)

@@ -25,7 +25,7 @@ import numpy as np
 from msm_jax.data.audio.files import AUDIO_EXTENSIONS, AudioFileError, file_spectrograms
 from msm_jax.data.audio.frontend import AudioFrontend
 from msm_jax.data.generators import SPLITS, shuffled_splits
-from msm_jax.data.radio_pretrain import prepare_builder, write_train_stats
+from msm_jax.data.radio_pretrain import prepare_builder, readable, write_train_stats
 from msm_jax.data.tfds_pipeline import FEATURE, LABEL, import_tf
 
 NAME = "audio"
@@ -113,25 +113,14 @@ def builder_class():
 
     def _generate_examples(self, split):
       frontend = AudioFrontend(**self.params["frontend"])
-      files = self.params["files"][split]
-      read = 0
-      for path, label in files:
-        try:
-          powers, starts = file_spectrograms(os.path.join(self.params["audio_dir"], path),
-                                             frontend)
-        except AudioFileError as error:
-          if not self.skip_bad:
-            raise
-          self.skipped.append(str(error))
-          continue
-        read += 1
+      audio_dir = self.params["audio_dir"]
+      read = lambda file: file_spectrograms(os.path.join(audio_dir, file[0]), frontend)
+      files = readable(self, self.params["files"][split], read, AudioFileError, audio_dir, split,
+                       "file")
+      for (path, label), (powers, starts) in files:
         for clip, (power, start) in enumerate(zip(powers, starts)):
           example = {FEATURE: power, SOURCE: path, START_SECONDS: np.float32(start)}
           yield f"{path}#{clip}", ({**example, LABEL: label} if label >= 0 else example)
-      if not read:  # an empty split would only fail later, where it is read
-        raise ValueError(f"{self.params['audio_dir']}: every file of the {split} split is "
-                         f"unreadable ({len(files)} skipped); fix them, or reshuffle with "
-                         "another --seed.")
 
     def _post_download_and_prepare_hook(self):
       write_train_stats(self)
