@@ -36,13 +36,14 @@ def get_config(variant: str = "seg_tiny"):
     raise ValueError(f"finetune variant {variant!r} must be TASK_SIZE with TASK in "
                      f"{sorted(TASK_OF)}, e.g. seg_tiny, har_vit_s or audio_maskspec_base.")
   base = pretrain.get_config(size)
+  cpu = size in pretrain.CPU_SIZES
   c = ml_collections.ConfigDict()
   c.variant = variant
   c.task = TASK_OF[task]
   c.seed = 0
   c.init_from = ""  # a pretraining workdir; empty = train from scratch
   c.init_step = -1  # its checkpoint step; -1 = the latest
-  c.input_shape = SHAPE_OF[(task, "tiny" if size == "tiny" else "paper")]
+  c.input_shape = SHAPE_OF[(task, "tiny" if cpu else "paper")]
   c.model = base.model
   c.model.drop_path = 0.1  # the paper's finetuning recipe; only trainable blocks are affected
 
@@ -69,19 +70,19 @@ def get_config(variant: str = "seg_tiny"):
   c.data.split = "train"
   # Held-out examples validated during training (every eval_every steps), kept in memory.
   c.data.val_split = "validation"
-  c.data.val_examples = 128 if size == "tiny" else 512
+  c.data.val_examples = 128 if cpu else 512
   c.data.eval_split = "test"  # for generated data: held-out domains where the generator has them
-  c.data.eval_examples = 256 if size == "tiny" else 1024  # generated data; tfds: 0 = whole split
+  c.data.eval_examples = 256 if cpu else 1024  # generated data; tfds: 0 = whole split
   c.data.shuffle_buffer = 10_000
   c.data.prefetch = 2
   # Processes generating synthetic examples: -1 = none on CPU, one per core (but one) on an
   # accelerator, where one numpy thread cannot keep up with the step. The tfds source ignores it.
   c.data.workers = -1
 
-  c.batch_size = 32 if size == "tiny" else 256
-  c.total_steps = 300 if size == "tiny" else 10_000
+  c.batch_size = 32 if cpu else 256
+  c.total_steps = 300 if cpu else 10_000
   c.warmup_steps = c.get_ref("total_steps") // 10
-  c.base_lr = 1e-3 if size == "tiny" else 5e-4
+  c.base_lr = 1e-3 if cpu else 5e-4
   c.b1, c.b2 = 0.9, 0.999
   c.weight_decay = 0.05
   c.grad_clip_norm = 0.0
@@ -90,8 +91,8 @@ def get_config(variant: str = "seg_tiny"):
 
   c.parallel = "jit"
   c.steps_per_call = 0  # automatic, as in configs/pretrain.py
-  c.log_every = 50 if size == "tiny" else 100
-  c.checkpoint_every = 300 if size == "tiny" else 2_000
+  c.log_every = 50 if cpu else 100
+  c.checkpoint_every = 300 if cpu else 2_000
   c.keep_checkpoints = 2
   c.figure_every = c.checkpoint_every if task == "seg" else 0  # segmentation overlays
   c.figure_examples = 4

@@ -13,6 +13,8 @@ from msm_jax.models.presets import DECODERS, ENCODERS, lookup
 
 # The paper pairs ViT-S with a 256-wide decoder and everything else with the standard one.
 DECODER_FOR = {"tiny": "tiny", "vit_s": "vit_s"}
+# Sizes meant for CPUs: 64x64 spectrograms, 8x8 patches and short schedules.
+CPU_SIZES = ("tiny",)
 
 
 def get_config(variant: str = "tiny"):
@@ -24,13 +26,14 @@ def get_config(variant: str = "tiny"):
   # Spectrogram: time frames x frequency bins x channels; the patch must divide both sides.
   # MaskSpec's log-mel input is 1024 frames of 10 ms x 128 mel bins, the audio dataset's default.
   audio = variant.startswith("maskspec")
-  c.input_shape = (64, 64, 1) if variant == "tiny" else (1024, 128, 1) if audio else (224, 224, 1)
+  cpu = variant in CPU_SIZES
+  c.input_shape = (64, 64, 1) if cpu else (1024, 128, 1) if audio else (224, 224, 1)
   c.model = ml_collections.ConfigDict()
   c.model.encoder_name = variant
   c.model.encoder = lookup(ENCODERS, variant, "config variant")
   c.model.decoder_name = DECODER_FOR.get(variant, "standard")
   c.model.decoder = lookup(DECODERS, c.model.decoder_name, "config.model.decoder_name")
-  c.model.patch_size = (8, 8) if variant == "tiny" else (16, 16)
+  c.model.patch_size = (8, 8) if cpu else (16, 16)
   c.model.use_cls = True
   # Compute dtype: 'auto' = bfloat16 on GPU/TPU, float32 on CPU (faster there); or either name.
   c.model.dtype = "auto"
@@ -51,7 +54,7 @@ def get_config(variant: str = "tiny"):
   c.data.split = "train"
   # Held-out examples validated during training (every eval_every steps), kept in memory.
   c.data.val_split = "validation"
-  c.data.val_examples = 256 if variant == "tiny" else 512
+  c.data.val_examples = 256 if cpu else 512
   c.data.shuffle_buffer = 10_000
   c.data.prefetch = 2
   # Processes generating synthetic examples: -1 = none on CPU, one per core (but one) on an
@@ -59,8 +62,8 @@ def get_config(variant: str = "tiny"):
   c.data.workers = -1
 
   # Optimisation (MAE recipe): lr = base_lr x batch_size / 256, warm-up then half-cycle cosine.
-  c.batch_size = 64 if variant == "tiny" else 256  # global, over all devices and hosts
-  c.total_steps = 1000 if variant == "tiny" else 100_000
+  c.batch_size = 64 if cpu else 256  # global, over all devices and hosts
+  c.total_steps = 1000 if cpu else 100_000
   # 10% warm-up (the paper: 40 of 400 epochs); a reference, so --config.total_steps=N moves it.
   c.warmup_steps = c.get_ref("total_steps") // 10
   c.base_lr = 1e-3
@@ -77,10 +80,10 @@ def get_config(variant: str = "tiny"):
   # temporaries are then allocated once per call (see docs/performance.md). 0 = automatic:
   # up to 4 on CPU, dividing the cadences below so that calls end on them; 1 on accelerators.
   c.steps_per_call = 0
-  c.log_every = 50 if variant == "tiny" else 100
-  c.checkpoint_every = 250 if variant == "tiny" else 2_000
+  c.log_every = 50 if cpu else 100
+  c.checkpoint_every = 250 if cpu else 2_000
   c.keep_checkpoints = 3
-  c.figure_every = 250 if variant == "tiny" else 5_000  # 0 disables figures
+  c.figure_every = 250 if cpu else 5_000  # 0 disables figures
   c.figure_examples = 4
   # The masked-reconstruction loss of the data.val_examples, with the same masks every time, is
   # logged as val_loss every eval_every steps; a reference, so it follows checkpoint_every.
