@@ -55,6 +55,12 @@ def get_config(variant: str = "tiny"):
   # Held-out examples validated during training (every eval_every steps), kept in memory.
   c.data.val_split = "validation"
   c.data.val_examples = 256 if cpu else 512
+  # > 0: train on a fixed pool of this many generated examples (a new order every epoch),
+  # generated once and cached under data.cache_dir ('' = $MSM_JAX_CACHE or ~/.cache/msm_jax)
+  # with the validation and test examples, so reruns start at once; 0: a fresh example for every
+  # step. Generated data only: a tfds split takes slices instead, e.g. data.split='train[:64]'.
+  c.data.num_examples = 0
+  c.data.cache_dir = ""
   c.data.shuffle_buffer = 10_000
   c.data.prefetch = 2
   # Processes generating synthetic examples: -1 = none on CPU, one per core (but one) on an

@@ -27,6 +27,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
                     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                     JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
+# Pools of generated examples (config.data.num_examples) go to a temporary cache, not ~/.cache.
+if "MSM_JAX_CACHE" not in os.environ:
+  _pools = tempfile.mkdtemp(prefix="msm_jax_test_pools_")
+  atexit.register(shutil.rmtree, _pools, ignore_errors=True)
+  os.environ["MSM_JAX_CACHE"] = _pools
+
 
 @pytest.fixture(scope="module", autouse=True)
 def no_network():

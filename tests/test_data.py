@@ -371,6 +371,16 @@ def test_tfds_source_shapes_and_resume(built):
   assert abs(images.mean()) < 1e-3 and images.std() == pytest.approx(1.0, abs=1e-3)
 
 
+def test_tfds_split_slices_limit_the_training_examples(built):
+  config = data_config(source="tfds", data_dir=built[0], split="train[:8]")
+  source = make_source(config, SHAPE, SEED)
+  images = np.concatenate(take(source.batches(global_batch_size=4, start_step=0), 4))
+  seen = example_indices(images, source.stats, regenerated(0, NUM_TRAIN))
+  assert len(set(seen)) == 8 and sorted(seen) == sorted(list(set(seen)) * 2)  # 2 epochs of 8
+  with pytest.raises(ValueError, match=r"config\.data\.split='dev\[:8\]'.*train\[:64\]"):
+    make_source(data_config(source="tfds", data_dir=built[0], split="dev[:8]"), SHAPE, SEED)
+
+
 def test_tfds_source_two_processes_are_disjoint(built):
   source = make_source(data_config(source="tfds", data_dir=built[0]), SHAPE, SEED)
   train = regenerated(0, NUM_TRAIN)

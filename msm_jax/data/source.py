@@ -54,7 +54,9 @@ def make_source(data_config, input_shape: tuple[int, int, int], seed: int,
     from msm_jax.data.synthetic import SyntheticSource
     source = SyntheticSource(input_shape, seed=seed, prefetch=data_config.prefetch,
                              generator=data_config.generator, split=split,
-                             workers=generator_workers(data_config.get("workers", -1)))
+                             workers=generator_workers(data_config.get("workers", -1)),
+                             num_examples=data_config.get("num_examples", 0),
+                             cache_dir=data_config.get("cache_dir", ""))
   elif data_config.source == "tfds":
     from msm_jax.data.tfds_pipeline import TfdsSource
     source = TfdsSource(name=data_config.name, data_dir=data_config.data_dir, split=split,

@@ -89,9 +89,11 @@ class TfdsSource:
           f"(time frames, frequency bins, channels) stored in {self.dataset_dir}; set "
           f"config.input_shape={stored} or rebuild the dataset with launch.make_dataset "
           "--height --width --channels. Spectrograms are never resized silently.")
-    if split not in self._builder.info.splits:
+    # A split may be sliced the tfds way, e.g. 'train[:64]' (the first 64: a label budget).
+    if split.partition("[")[0] not in self._builder.info.splits:
       raise ValueError(f"config.data.split={split!r} is not in {self.dataset_dir}; it has "
-                       f"{sorted(self._builder.info.splits.keys())}.")
+                       f"{sorted(self._builder.info.splits.keys())} (slices like 'train[:64]' "
+                       "work too).")
     try:
       self.stats = read_stats(os.path.join(self.dataset_dir, STATS_FILENAME))
     except FileNotFoundError as error:
