@@ -44,6 +44,7 @@ def small(variant, **overrides):
                 figure_every=0, eval_batch_size=16)
   config.data.eval_examples = 24
   config.data.val_examples = 16
+  config.data.num_examples = 0  # fresh toy examples; tests/test_data.py covers the pools
   config.update(overrides)
   return config
 
@@ -155,7 +156,37 @@ def test_frozen_encoder_gets_no_gradient(pretrained):
   assert np.any(grads["head/kernel"]) and np.any(grads["decoder/transformer/block0/mlp/fc1/kernel"])
 
 
-@pytest.mark.parametrize("mode", ["linear", "partial"])
+def test_probe_modes_name_what_trains(pretrained):
+  """'paper_probe': activity re-initialises and trains the patch embedding under the frozen
+  blocks; segmentation trains the pretrained decoder blocks. 'linear': a linear head alone."""
+  har = FinetuneTask(small("har_tiny", init_from=pretrained, mode="paper_probe"), ("a", "b"), STATS)
+  fresh = jax.device_get(har.init_params(jax.random.key(1)))
+  loaded, stored = flat(har.pretrained_params(fresh)), flat(restore_params(pretrained)[0])
+  np.testing.assert_array_equal(loaded["encoder/patch_embed/kernel"],
+                                flat(fresh)["encoder/patch_embed/kernel"])  # not the checkpoint's
+  np.testing.assert_array_equal(loaded["encoder/transformer/block0/mlp/fc1/kernel"],
+                                stored["encoder/transformer/block0/mlp/fc1/kernel"])
+  labels = flat(har.labels)
+  assert {p for p, l in labels.items() if l != FROZEN} == {
+      "encoder/patch_embed/kernel", "encoder/patch_embed/bias", "head/kernel", "head/bias",
+      "head_norm/scale", "head_norm/bias"}
+  assert labels["encoder/patch_embed/kernel"] == labels["head/kernel"]  # new: the head's rate
+
+  seg = FinetuneTask(small("seg_tiny", init_from=pretrained, mode="linear"), ("a", "b"), STATS)
+  params = flat(seg.init_params(jax.random.key(0)))
+  assert not any(p.startswith("decoder/") for p in params)
+  assert {p for p, l in flat(seg.labels).items() if l != FROZEN} == {"head/kernel", "head/bias"}
+  assert seg.export(seg.init_params(jax.random.key(0)))[1]["decoder_blocks"] == 0
+  assert seg.predict(seg.init_params(jax.random.key(0)),
+                     np.zeros((2, 64, 64, 1), np.float32)).shape == (2, 64, 64, 2)
+  probe = FinetuneTask(small("seg_tiny", init_from=pretrained), ("a", "b"), STATS)
+  assert probe.config.mode == "paper_probe"  # the default: decoder blocks train, encoder frozen
+  trainable = {p for p, l in flat(probe.labels).items() if l != FROZEN}
+  assert "decoder/transformer/block0/mlp/fc1/kernel" in trainable
+  assert not any(p.startswith("encoder/") for p in trainable)
+
+
+@pytest.mark.parametrize("mode", ["linear", "paper_probe", "partial"])
 def test_finetuning_keeps_frozen_weights_bit_identical(pretrained, tmp_path, mode):
   config = small("har_tiny", init_from=pretrained, mode=mode, trainable_blocks=1, base_lr=1.0)
   state, metrics = finetune(config, str(tmp_path))
@@ -164,7 +195,12 @@ def test_finetuning_keeps_frozen_weights_bit_identical(pretrained, tmp_path, mod
     frozen = path.startswith("encoder/") and not (
         mode == "partial" and path.startswith(("encoder/transformer/block1/",
                                                "encoder/transformer/norm/")))
-    if path == "encoder/patch_embed/kernel":  # adapted 1 -> 3 channels, then frozen
+    if path.startswith("encoder/patch_embed/") and mode == "paper_probe":  # new, then trained
+      stored = start[path]
+      if path.endswith("kernel"):
+        stored = adapt_patch_embed(stored, (8, 8), 3)
+      assert not np.allclose(value, stored), path
+    elif path == "encoder/patch_embed/kernel":  # adapted 1 -> 3 channels, then frozen
       np.testing.assert_array_equal(value, adapt_patch_embed(start[path], (8, 8), 3))
     elif frozen:
       np.testing.assert_array_equal(value, start[path], err_msg=path)

@@ -26,6 +26,17 @@ from msm_jax.training.optimizer import FROZEN, finetune_labels, make_optimizer
 TASKS = ("classification", "segmentation")
 
 
+def decoder_blocks(config) -> int:
+  """Pretrained decoder blocks in a segmentation head: none for the strict linear probe."""
+  return 0 if config.mode == "linear" else config.decoder_blocks
+
+
+def reinitialises_patch_embed(config) -> bool:
+  """The paper's activity probe trains a new patch embedding (CSI antennas are not the
+  pretraining's channels) under the frozen pretrained blocks."""
+  return config.mode == "paper_probe" and config.task == "classification"
+
+
 def build_model(config, num_classes: int):
   """The finetuning network of `config` (config.model as in pretraining, plus the task fields)."""
   encoder = build_encoder(config.model, drop_path=config.model.drop_path)
@@ -33,7 +44,7 @@ def build_model(config, num_classes: int):
     return Classifier(encoder, num_classes, pool=config.pool)
   if config.task == "segmentation":
     dec = config.model.decoder
-    return Segmenter(encoder, num_classes, width=dec.width, depth=config.decoder_blocks,
+    return Segmenter(encoder, num_classes, width=dec.width, depth=decoder_blocks(config),
                      num_heads=dec.num_heads, mlp_dim=dec.mlp_dim,
                      dtype=compute_dtype(config.model.dtype))
   raise ValueError(f"config.task={config.task!r} must be one of {TASKS}.")
@@ -64,7 +75,8 @@ class FinetuneTask(Task):
     self.class_weights = np.asarray(weights or [1.0] * len(self.classes), np.float32)
     shapes = jax.eval_shape(self.init_params, jax.random.key(0))
     self.labels = finetune_labels(shapes, mode=config.mode, depth=config.model.encoder.depth,
-                                  trainable_blocks=config.trainable_blocks)
+                                  trainable_blocks=config.trainable_blocks,
+                                  train_patch_embed=reinitialises_patch_embed(config))
     self.num_trainable = sum(int(np.prod(s.shape)) for s, l in zip(
         jax.tree.leaves(shapes), jax.tree.leaves(self.labels)) if l != FROZEN)
     self.num_params = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes))
@@ -72,7 +84,7 @@ class FinetuneTask(Task):
     if config.init_from:
       step = None if config.init_step < 0 else config.init_step
       self.pretrained, pretrained_config = restore_params(config.init_from, step)
-      decoder_depth = config.decoder_blocks if config.task == "segmentation" else 0
+      decoder_depth = decoder_blocks(config) if config.task == "segmentation" else 0
       check_compatible(config.model, pretrained_config, config.init_from, decoder_depth)
     self._apply = jax.jit(lambda params, images: self.model.apply({"params": params}, images))
     # The metric validated during training (val_accuracy / val_mean_iou), and kept the best of.
@@ -86,7 +98,12 @@ class FinetuneTask(Task):
   def pretrained_params(self, params):
     if self.pretrained is None:
       return None
-    params, loaded = merge_pretrained(params, self.pretrained, tuple(self.config.model.patch_size))
+    pretrained = self.pretrained
+    if reinitialises_patch_embed(self.config):
+      encoder = {k: v for k, v in pretrained["encoder"].items() if k != "patch_embed"}
+      pretrained = dict(pretrained, encoder=encoder)
+      logging.info("config.mode='paper_probe': the patch embedding starts afresh and trains.")
+    params, loaded = merge_pretrained(params, pretrained, tuple(self.config.model.patch_size))
     logging.info("Loaded %d pretrained tensors from %s.", len(loaded), self.config.init_from)
     return params
 
@@ -134,7 +151,7 @@ class FinetuneTask(Task):
   def export(self, params):
     description = model_description(self.config.model, self.input_shape)
     description.update(task=self.config.task, classes=list(self.classes), stats=self.stats,
-                       pool=self.config.pool, decoder_blocks=self.config.decoder_blocks,
+                       pool=self.config.pool, decoder_blocks=decoder_blocks(self.config),
                        frontend=self.frontend)
     return params["encoder"], description
 

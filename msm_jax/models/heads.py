@@ -45,7 +45,8 @@ class Classifier(nn.Module):
 class Segmenter(nn.Module):
   """The paper's segmentation head: encoder over all patches, the first `depth` blocks of the
   pretrained MSM decoder over all tokens (no mask tokens), a new linear layer to ph*pw*K logits
-  per patch, unpatchified to a per-pixel map."""
+  per patch, unpatchified to a per-pixel map. With depth 0 the linear layer reads the encoder's
+  patch tokens directly: a strict linear probe."""
   encoder: Encoder
   num_classes: int
   width: int  # of the pretrained decoder
@@ -60,9 +61,12 @@ class Segmenter(nn.Module):
     patch = tuple(self.encoder.patch_size)
     grid = grid_shape(images.shape[1:3], patch)
     tokens = self.encoder(images, None, deterministic)
-    decoder = _DecoderBlocks(self.width, self.depth, self.num_heads, self.mlp_dim,
-                             self.encoder.use_cls, self.dtype, name="decoder")
-    x = decoder(tokens, grid, deterministic)
+    if self.depth:
+      x = _DecoderBlocks(self.width, self.depth, self.num_heads, self.mlp_dim,
+                         self.encoder.use_cls, self.dtype, name="decoder")(tokens, grid,
+                                                                           deterministic)
+    else:
+      x = tokens[:, int(self.encoder.use_cls):]
     logits = Dense(patch[0] * patch[1] * self.num_classes, dtype=jnp.float32,
                    kernel_init=dense_init, name="head")(x)
     return unpatchify(logits, patch, grid, self.num_classes)

@@ -132,16 +132,19 @@ def make_optimizer(config, schedule, labels=None):
 
 
 FROZEN, LAYER = "frozen", "layer"
-MODES = ("linear", "partial", "full")
+MODES = ("linear", "paper_probe", "partial", "full")
 
 
-def finetune_labels(params, *, mode: str, depth: int, trainable_blocks: int = 0):
+def finetune_labels(params, *, mode: str, depth: int, trainable_blocks: int = 0,
+                    train_patch_embed: bool = False):
   """Parameter groups for finetuning an encoder of `depth` blocks under a task head.
 
   Layer ids as in the BEiT/MAE layer-wise decay: patch embedding and CLS 0, encoder block i i+1,
   the encoder's final norm and everything outside the encoder (the head) depth+1.
-  mode 'linear': only the head trains; 'partial': the head, the encoder's final norm and its last
-  `trainable_blocks` blocks; 'full': everything.
+  mode 'linear' and 'paper_probe': only what lies outside the encoder trains (the head; with
+  `train_patch_embed`, the re-initialised patch embedding too, at the head's rate: it is new);
+  'partial': the head, the encoder's final norm and its last `trainable_blocks` blocks; 'full':
+  everything.
   """
   if mode not in MODES:
     raise ValueError(f"config.mode={mode!r} must be one of {MODES}.")
@@ -157,6 +160,8 @@ def finetune_labels(params, *, mode: str, depth: int, trainable_blocks: int = 0)
       layer = int(keys[2][len("block"):]) + 1
     elif keys[1] == "transformer":  # the final norm
       layer = depth + 1
+    elif keys[1] == "patch_embed" and train_patch_embed:
+      return f"{LAYER}{depth + 1}"
     else:  # patch embedding, CLS
       layer = 0
     trainable = (keys[0] != "encoder" or mode == "full"
