@@ -1,4 +1,5 @@
-"""Radio scenes: numerology measured from generated IQ, STFT, labels, SNR, determinism."""
+"""Radio scenes: numerology measured from generated IQ, TDD and load in the resource grids, STFT,
+labels, SNR, what lte_nr / lte_nr_holdout draw per split, determinism."""
 import os
 import subprocess
 import sys
@@ -7,13 +8,16 @@ import numpy as np
 import pytest
 
 from msm_jax.data import generators
+from msm_jax.data.radio import generators as radio_generators
 from msm_jax.data.radio import numerology as nm
 from msm_jax.data.radio import stft as st
 from msm_jax.data.radio.channel import apply_channel
 from msm_jax.data.radio.emitters import narrowband, radar_pulses
 from msm_jax.data.radio.lte import lte_signal
+from msm_jax.data.radio.lte import resource_mask as lte_resource_mask
 from msm_jax.data.radio.nr import nr_signal
-from msm_jax.data.radio.scene import SceneConfig, capture_config, random_lte, render
+from msm_jax.data.radio.nr import resource_mask as nr_resource_mask
+from msm_jax.data.radio.scene import SceneConfig, capture_config, carrier_iq, render
 
 FS = 30.72e6
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -170,31 +174,90 @@ def test_lte_sync_pbch_and_control_region_where_36_211_puts_them():
   assert set(lengths) == {1, 2, 3} and control == full - {len(on) - 3, len(on) - 2, len(on) - 1}
 
 
-def test_nr_tdd_leaves_uplink_empty_and_coreset_starts_every_slot():
-  cp = [176] + [144] * 13  # 30 kHz at 61.44 Msps: FFT 2048
-  iq = nr(np.random.default_rng(6), n=2 * FS * 0.012, sample_rate=2 * FS, tdd="DDDSU", load=1.0)
+def nr_grid(load, **kwargs):
+  """Demodulated 12 ms of 20 MHz NR at 30 kHz, 61.44 Msps (FFT 2048): (on (symbols, 612) where a
+  resource element carries power, its subcarriers k)."""
+  cp = [176] + [144] * 13
+  iq = nr(np.random.default_rng(6), n=2 * FS * 0.012, sample_rate=2 * FS, load=load, **kwargs)
   grid = demodulate(iq, 2048, cp)
   k = np.arange(-306, 306)  # 51 RBs, no DC gap in NR
-  on = np.abs(grid[:, k % 2048]) > 5.0
   assert np.abs(grid[:, np.setdiff1d(np.arange(2048), k % 2048)]).max() < 1e-3  # out of band
+  return np.abs(grid[:, k % 2048]) > 5.0, k
+
+
+def test_nr_tdd_leaves_uplink_empty_and_full_load_fills_the_rest():
+  on, _ = nr_grid(1.0, tdd="DDDSU")
   # DDDSU: the special slot's last 4 symbols and the uplink slot are silent: 18 symbols every
-  # 5 slots (70 symbols), from symbol 10 of a slot; everything else carries something at full
-  # load. (Rows start at a slot that is not silent; a silence at the end may be cut short.)
+  # 5 slots (70 symbols), from symbol 10 of a slot. (Rows start at a slot that is not silent; a
+  # silence at the end may be cut short.)
   empty = np.flatnonzero(~on.any(axis=1))
   runs = np.split(empty, np.flatnonzero(np.diff(empty) > 1) + 1)
   assert all(run[0] % 14 == 10 for run in runs)
   whole = [run for run in runs if run[-1] < len(on) - 1]
   assert len(whole) >= 3 and all(len(run) == 18 for run in whole)
   np.testing.assert_array_equal(np.diff([run[0] for run in runs]), 70)
-  # The CORESET: the first symbol of each downlink slot uses only a fixed block of 6-RB multiples
-  # (PDCCH), narrower than the band; data fills the whole band to the slot's last symbol.
+  # Every other symbol is full, CORESET symbols included (PDSCH around it), but for the unused
+  # subcarriers of an SS/PBCH block's PSS (113 of its 240) and SSS (17) symbols.
+  sent = on[on.any(axis=1)]
+  assert set(np.unique(612 - sent.sum(axis=1))) <= {0, 17, 113} and sent.all(axis=1).mean() > 0.9
+
+
+def test_nr_coreset_starts_every_slot_at_partial_load():
+  on, k = nr_grid(0.6)
+  # The CORESET: the first symbol of each slot that sends a PDCCH uses only a fixed block of
+  # 6-RB multiples, narrower than the band (data starts after it).
   slots = [r for r in range(0, len(on) - 13, 14) if on[r].any()]
   blocks = {tuple(k[on[r]]) for r in slots}
-  assert len(slots) >= 15 and len(blocks) == 1
+  assert len(slots) >= 8 and len(blocks) == 1
   block = np.array(blocks.pop())
   assert np.all(np.diff(block) == 1) and len(block) % 72 == 0 and 144 <= len(block) < 612
-  downlink = [r for r in slots if on[r + 13].any()]  # not the special slots (silent at the end)
-  assert len(downlink) >= 10 and all(on[r + 13].all() for r in downlink)
+
+
+def test_full_load_fdd_nr_mask_is_full_but_for_the_ss_pbch_gaps():
+  mask = nr_resource_mask(np.random.default_rng(0), 51, 1, 0, 40, ssb_period_ms=20, ssb_count=8,
+                          tdd=None, special_symbols=10, load=1.0)
+  # 20 ms of 30 kHz slots from a frame start: one burst of 8 blocks, each with a PSS symbol (113
+  # empty subcarriers) and an SSS symbol (17); every other resource element is occupied.
+  gaps = mask.shape[1] - mask.sum(axis=1)
+  assert sorted(gaps[gaps > 0]) == [17] * 8 + [113] * 8
+  assert np.flatnonzero(gaps).max() < 5 * 2 * 14  # in the burst's half-frame
+
+
+def test_nr_tdd_mask_empties_uplink_and_sends_only_downlink_ss_pbch_blocks():
+  # DSUUU at 30 kHz with 6 downlink symbols in S: of the 8 blocks (slots 0-3, symbols 2 and 8)
+  # only those of slot 0 and the first of slot 1 fit in downlink symbols.
+  mask = nr_resource_mask(np.random.default_rng(1), 51, 1, 0, 20, ssb_period_ms=10, ssb_count=8,
+                          tdd="DSUUU", special_symbols=6, load=1.0)
+  symbols = mask.reshape(20, 14, -1).any(axis=2)  # (slot, symbol): anything sent
+  downlink = np.zeros((5, 14), bool)
+  downlink[0], downlink[1, :6] = True, True
+  np.testing.assert_array_equal(symbols, np.tile(downlink, (4, 1)))
+  gaps = mask.shape[1] - mask.sum(axis=1)
+  assert sorted(gaps[(gaps > 0) & (gaps < mask.shape[1])]) == [17] * 3 + [113] * 3
+  with pytest.raises(ValueError, match="DDSU.*15 kHz"):
+    nr(np.random.default_rng(1), scs_khz=15, tdd="DDSU")
+
+
+@pytest.mark.parametrize("config", [1, 5])
+def test_lte_tdd_mask_empties_uplink_keeps_crs_and_moves_the_sync(config):
+  cell_id, dwpts = 7, 9
+  pattern = nm.LTE_TDD_CONFIGS[config]
+  mask = lte_resource_mask(np.random.default_rng(config), 25, 0, 20, cell_id, 0.3, pattern, dwpts)
+  subframes = mask.reshape(10, 14, -1)  # one radio frame from subframe 0: (subframe, symbol)
+  j = np.arange(mask.shape[1])
+  for number, kind in enumerate(pattern):
+    sent = subframes[number].any(axis=1)
+    downlink = {"D": 14, "S": dwpts, "U": 0}[kind]
+    np.testing.assert_array_equal(sent, np.arange(14) < downlink)
+    for symbol in [s for s in (0, 4, 7, 11) if s < downlink]:  # CRS: always on in downlink
+      assert subframes[number, symbol, (j - cell_id - 3 * (symbol % 7 == 4)) % 6 == 0].all()
+  # TDD sync: SSS on the last symbol of subframes 0 and 5, PSS on the third of 1 and 6, on the
+  # central 62 subcarriers; FDD's on symbols 5 and 6 of subframes 0 and 5 (none on symbol 13).
+  centre = np.zeros(mask.shape[1], bool)
+  centre[mask.shape[1] // 2 - 31:mask.shape[1] // 2 + 31] = True
+  assert subframes[[0, 5, 1, 6], [13, 13, 2, 2]][:, centre].all()
+  fdd = lte_resource_mask(np.random.default_rng(0), 25, 0, 20, cell_id, 0.0).reshape(10, 14, -1)
+  assert fdd[[0, 0, 5, 5], [5, 6, 5, 6]][:, centre].all() and not fdd[:, 13].any()
 
 
 def test_channel_doppler_spectrum_is_jakes():
@@ -272,7 +335,9 @@ def test_chirp_sweeps_its_band_linearly():
 
 def test_capture_settings_reach_the_scene():
   config = capture_config(30.72e6, 0.012)
-  assert len(random_lte(np.random.default_rng(0), config)) == int(30.72e6 * 0.012)
+  rng = np.random.default_rng(0)
+  lte_carrier = radio_generators.draw_carrier(rng, "lte", config)
+  assert len(carrier_iq(rng, lte_carrier, config)) == int(30.72e6 * 0.012)
   lte_nr = generators.get_generator("lte_nr")
   shape = (16, 32, 1)
   default = lte_nr(np.random.default_rng(5), shape)
@@ -331,17 +396,93 @@ def test_labels_follow_component_energy():
   assert (alone[:, 31:47] == 1).all() and set(np.unique(alone)) == {0, 1}
 
 
-@pytest.mark.parametrize("name,shape", [("lte_nr", (64, 64, 1)), ("radio_scene", (32, 48, 2))])
-def test_registered_generators_are_deterministic(name, shape):
+@pytest.mark.parametrize("name,shape,split", [
+    ("lte_nr", (64, 64, 1), "train"), ("lte_nr_holdout", (64, 64, 1), "train"),
+    ("lte_nr_holdout", (64, 64, 1), "test"), ("radio_scene", (32, 48, 2), "train")])
+def test_registered_generators_are_deterministic(name, shape, split):
   generator = generators.get_generator(name)
-  a = generator(np.random.default_rng([4, 1]), shape)
-  b = generator(np.random.default_rng([4, 1]), shape)
-  c = generator(np.random.default_rng([4, 2]), shape)
+  a = generator(np.random.default_rng([4, 1]), shape, split)
+  b = generator(np.random.default_rng([4, 1]), shape, split)
+  c = generator(np.random.default_rng([4, 2]), shape, split)
   generators.check_example(a, generator, shape, name)
   for key in a:
     np.testing.assert_array_equal(a[key], b[key])
   assert not np.array_equal(a["spectrogram"], c["spectrogram"])
   assert np.all(np.isfinite(a["spectrogram"])) and a["spectrogram"].min() > 0
+
+
+def generator_draws(monkeypatch, name, split, count, **capture):
+  """What `count` scenes of generator `name`'s `split` draw: per scene [(class name, Carrier, or
+  None for another emitter)], with synthesis and rendering skipped."""
+  drawn = []
+  monkeypatch.setattr(radio_generators, "carrier_iq", lambda rng, carrier, config: carrier)
+  monkeypatch.setattr(radio_generators, "random_other", lambda rng, config: None)
+  monkeypatch.setattr(radio_generators, "render",
+                      lambda rng, components, *args: (drawn.append(components), (None, None))[1])
+  generator = generators.get_generator(name)
+  for seed in range(count):
+    generator(np.random.default_rng(seed), (8, 8, 1), split, **capture)
+  return drawn
+
+
+def carriers_of(scenes):
+  return [carrier for scene in scenes for name, carrier in scene if name != "noise"]
+
+
+def test_lte_nr_holdout_trains_without_held_out_carriers_and_tests_on_them_only(monkeypatch):
+  held_out = radio_generators.held_out
+  everything = carriers_of(generator_draws(monkeypatch, "lte_nr", "train", 300))
+  assert 0.2 < np.mean([held_out(c) for c in everything]) < 0.6
+  assert max(c.bandwidth_mhz for c in everything) == 50  # all NR widths that fit 61.44 Msps
+  for split in ("train", "validation"):
+    seen = carriers_of(generator_draws(monkeypatch, "lte_nr_holdout", split, 300))
+    assert not any(map(held_out, seen))
+    # Still FDD and TDD, full (TDD) and partial load, NR up to 20 MHz at 15 and 30 kHz.
+    assert {(c.tdd is None, c.load == 1) for c in seen} == {(True, False), (False, False),
+                                                           (False, True)}
+    nr_carriers = [c for c in seen if c.kind == "nr"]
+    assert max(c.bandwidth_mhz for c in nr_carriers) == 20
+    assert {c.scs_khz for c in nr_carriers} == {15, 30}
+  scenes = generator_draws(monkeypatch, "lte_nr_holdout", "test", 300)
+  held = carriers_of(scenes)
+  assert all(map(held_out, held))
+  assert {tuple(name for name, _ in scene if name != "noise") for scene in scenes} == {
+      ("lte",), ("nr",), ("lte", "nr")}
+  # Both reasons: fully loaded FDD (LTE and NR) and wide NR (FDD or TDD, any load).
+  assert {c.kind for c in held if c.tdd is None and c.load == 1} == {"lte", "nr"}
+  assert {c.tdd is None for c in held if c.bandwidth_mhz > 20} == {True, False}
+
+
+def test_other_emitters_join_a_share_of_lte_nr_scenes_as_noise(monkeypatch):
+  scenes = generator_draws(monkeypatch, "lte_nr", "train", 300)
+  others = [sum(name == "noise" for name, _ in scene) for scene in scenes]
+  assert set(others) == {0, 1, 2} and 0.2 < np.mean(np.array(others) > 0) < 0.4
+  assert all(len(scene) - n in (1, 2) for scene, n in zip(scenes, others))
+
+
+def test_other_emitters_are_labelled_noise_where_strongest():
+  rng = np.random.default_rng(11)
+  carrier = lte(rng, n=CONFIG.n_samples, bandwidth_mhz=10, snr_db=10.0)  # +-4.5 MHz
+  # 1.92 Msym/s (2.3 MHz wide) carriers: one 10 MHz below the LTE, one inside it, stronger.
+  apart, inside = (narrowband(rng, CONFIG.n_samples, FS, samples_per_symbol=16, rolloff=0.2,
+                              centre_hz=centre, snr_db=snr) for centre, snr in ((-10e6, 20.0),
+                                                                                (2e6, 25.0)))
+  components = [("lte", carrier), ("noise", apart), ("noise", inside)]
+  power, labels = render(rng, components, (16, 128, 1), CONFIG, ("noise", "lte", "nr"))
+  columns = lambda hz: int((hz + FS / 2) / (FS / 128))  # 240 kHz columns
+  for centre in (-10e6, 2e6):
+    loud = slice(columns(centre) - 2, columns(centre) + 3)
+    assert power[:, loud].mean() > 30 and (labels[:, loud] == 0).all()
+  assert (labels[:, columns(-4e6):columns(1e6)] == 1).mean() > 0.95
+
+
+def test_a_122_88_msps_capture_draws_nr_carriers_up_to_100_mhz(monkeypatch):
+  scenes = generator_draws(monkeypatch, "lte_nr_holdout", "test", 100, sample_rate=122.88e6,
+                           frame_seconds=0.01)
+  assert max(c.bandwidth_mhz for c in carriers_of(scenes)) == 100
+  iq = nr(np.random.default_rng(12), n=122.88e6 * 0.002, sample_rate=122.88e6,
+          bandwidth_mhz=100)
+  assert occupied_hz(iq, 122.88e6) == pytest.approx(273 * 12 * 30e3, abs=2 * 60e3)
 
 
 def test_scene_too_short_for_the_shape_is_an_error():

@@ -43,6 +43,7 @@ GENERATORS = {
     "synthetic": "msm_jax.data.synthetic:GENERATOR",
     "csi_har": "msm_jax.data.csi.simulate:GENERATOR",
     "lte_nr": "msm_jax.data.radio.generators:LTE_NR",
+    "lte_nr_holdout": "msm_jax.data.radio.generators:LTE_NR_HOLDOUT",
     "radio_scene": "msm_jax.data.radio.generators:RADIO_SCENE",
     "audio_events": "msm_jax.data.audio.events:GENERATOR",
 }

@@ -1,4 +1,5 @@
-"""LTE / NR numerology (TS 36.211, TS 38.211, TS 38.101-1): the tables the scene models draw from.
+"""LTE / NR numerology and TDD patterns (TS 36.211, TS 38.211, TS 38.101-1): the tables the scene
+models draw from.
 
 OFDM is modulated directly at the capture rate with an oversampled FFT of size
 sample_rate / subcarrier_spacing, so cyclic prefixes are the standard lengths scaled from the
@@ -23,6 +24,17 @@ NR_RB_TABLE = {
 NR_SYMBOLS_PER_SLOT = 14
 SUBCARRIERS_PER_RB = 12
 HALF_SUBFRAME_S = 0.5e-3
+# TDD patterns, D(ownlink) / S(pecial) / U(plink); a downlink capture sees the uplink empty.
+# LTE (TS 36.211 table 4.2-2): uplink-downlink configuration 0-6 -> subframes 0-9.
+LTE_TDD_CONFIGS = {0: "DSUUUDSUUU", 1: "DSUUDDSUUD", 2: "DSUDDDSUDD", 3: "DSUUUDDDDD",
+                   4: "DSUUDDDDDD", 5: "DSUDDDDDDD", 6: "DSUUUDSUUD"}
+# Downlink symbols (DwPTS) of the LTE special subframe, normal CP (table 4.2-1, configs 0-9).
+LTE_DWPTS_SYMBOLS = (3, 9, 10, 11, 12, 3, 9, 10, 11, 6)
+# NR slot patterns as operators deploy them (tdd-UL-DL-ConfigurationCommon, TS 38.331): a pattern
+# must repeat a whole number of times per 10 ms frame (`tdd_fits`), so DDSU needs 30 kHz.
+NR_TDD_PATTERNS = ("DDDSU", "DDDDDDDSUU", "DDSU", "DSUUU", "DDDSUDDSUU", "DDDDDDSUUU")
+# Downlink symbols of the NR special slot (then guard and uplink symbols), e.g. 10:2:2 or 6:4:4.
+NR_SPECIAL_SYMBOLS = (6, 10, 11, 12)
 
 
 def fft_size(sample_rate: float, scs: float) -> int:
@@ -43,6 +55,21 @@ def half_subframe_cp(sample_rate: float, scs: float) -> np.ndarray:
   cp = np.full(symbols, normal)
   cp[0] += int(round(sample_rate * HALF_SUBFRAME_S)) - symbols * (n_fft + normal)
   return cp
+
+
+def tdd_fits(pattern: str, scs_khz: int) -> bool:
+  """Whether an NR slot pattern repeats a whole number of times per 10 ms frame (of 10 * scs / 15
+  kHz slots)."""
+  return (10 * scs_khz // 15) % len(pattern) == 0
+
+
+def downlink(pattern: str | None, index, symbol, special_symbols: int) -> np.ndarray:
+  """Whether symbol `symbol` of slot (NR) / subframe (LTE) `index` (arrays) is downlink under a TDD
+  `pattern` (None: FDD, always): in a D, or among the first `special_symbols` of an S."""
+  if pattern is None:
+    return np.ones(np.broadcast(index, symbol).shape, bool)
+  kind = np.array(list(pattern))[np.asarray(index) % len(pattern)]
+  return (kind == "D") | ((kind == "S") & (np.asarray(symbol) < special_symbols))
 
 
 def fits(bandwidth_hz: float, sample_rate: float, guard: float = 0.9) -> bool:
