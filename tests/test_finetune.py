@@ -285,3 +285,21 @@ def test_mixup_and_label_smoothing_change_the_targets():
     losses[name] = float(task.loss_fn(params, batch, jax.random.key(3), jnp.arange(4))[0])
   assert abs(losses["mixup"] - losses["plain"]) > 1e-3
   assert abs(losses["smooth"] - losses["plain"]) > 1e-3
+
+
+def test_segmentation_at_the_papers_256x256():
+  """The paper segments 256x256 spectrograms: the seg_vit_* variants are built for that size, and
+  the tiny network's 8x8 patches run at it (1,024 tokens; the resolution study trains it)."""
+  classes = ("noise", "lte", "nr")
+  for size in ("vit_s", "vit_m", "vit_l"):
+    task = FinetuneTask(finetune_config(f"seg_{size}"), classes, STATS)
+    assert task.input_shape == (256, 256, 1)
+    shapes = jax.eval_shape(task.init_params, jax.random.key(0))
+    logits = jax.eval_shape(task.logits, shapes, jax.ShapeDtypeStruct((1, 256, 256, 1),
+                                                                      jnp.float32))
+    assert logits.shape == (1, 256, 256, 3)
+  task = FinetuneTask(small("seg_tiny", input_shape=(256, 256, 1)), classes, STATS)
+  probabilities = task.predict(task.init_params(jax.random.key(0)),
+                               np.zeros((1, 256, 256, 1), np.float32))
+  assert probabilities.shape == (1, 256, 256, 3)
+  np.testing.assert_allclose(np.asarray(probabilities).sum(-1), 1.0, rtol=1e-5)
