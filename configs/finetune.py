@@ -113,7 +113,7 @@ def get_config(variant: str = "seg_tiny"):
   c.checkpoint_every = 300 if cpu else 2_000
   c.keep_checkpoints = 2
   c.figure_every = c.checkpoint_every if task == "seg" else 0  # segmentation overlays
-  c.figure_examples = 4
+  c.figure_examples = 4  # examples drawn; 0 also skips the evaluation's figures
   # val_accuracy (classification) or val_mean_iou (segmentation) of the data.val_examples is
   # logged every eval_every steps (a reference: it follows checkpoint_every; 0 disables it), and
   # with keep_best the params that scored highest are kept in WORKDIR/best too.

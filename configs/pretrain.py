@@ -12,9 +12,9 @@ import ml_collections
 from msm_jax.models.presets import DECODERS, ENCODERS, lookup
 
 # The paper pairs ViT-S with a 256-wide decoder and everything else with the standard one.
-DECODER_FOR = {"tiny": "tiny", "vit_s": "vit_s"}
+DECODER_FOR = {"tiny": "tiny", "mid": "mid", "vit_s": "vit_s"}
 # Sizes meant for CPUs: 64x64 spectrograms, 8x8 patches and short schedules.
-CPU_SIZES = ("tiny",)
+CPU_SIZES = ("tiny", "mid")
 
 
 def get_config(variant: str = "tiny"):

@@ -1,10 +1,11 @@
-r"""The paper's study end to end: pretrain at 70/75/80 % masking, linear-probe both tasks from
-each, train the same and a ~4x larger encoder from scratch, and the reconstruction curve.
+r"""The paper's study end to end: pretrain, probe both tasks from each checkpoint (strict linear
+and the paper's probe) and from a random encoder, train the same and a ~4x larger encoder from
+scratch, a label-efficiency curve, held-out carrier configurations, the reconstruction curve.
 
   python -m launch.experiment --config=configs/experiment.py:cpu --workdir=/tmp/study
 
 Writes WORKDIR/results.md, results.json and results.png; rerunning skips finished runs and resumes
-an interrupted one.
+an interrupted one. Variants and their cost: configs/experiment.py, docs/study.md.
 """
 from absl import flags
 from ml_collections import config_flags

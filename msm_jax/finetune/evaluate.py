@@ -34,7 +34,8 @@ def task_metrics(config, matrix, classes) -> dict:
 
 
 def evaluate(task, params, source, config, workdir: str) -> dict:
-  """Metrics of `task` with `params` over `source.epoch(...)`; figures into WORKDIR/figures."""
+  """Metrics of `task` with `params` over `source.epoch(...)`; figures into WORKDIR/figures
+  unless config.figure_examples is 0."""
   from msm_jax.metrics.figures import save_confusion_figure, save_segmentation_figure  # matplotlib
   classes = list(task.classes)
   matrix, shown = confusion(task, params,
@@ -45,6 +46,8 @@ def evaluate(task, params, source, config, workdir: str) -> dict:
   metrics = task_metrics(config, matrix, classes)
   split_name = config.data.eval_split
   metrics["split"] = split_name
+  if not config.figure_examples:  # figures off (e.g. the study's many label-efficiency runs)
+    return metrics
   figures = os.path.join(workdir, "figures")
   save_confusion_figure(os.path.join(figures, f"confusion_{split_name}.png"), matrix, classes,
                         title=f"{config.task} on {split_name}")

@@ -1,9 +1,12 @@
-"""The paper's study, end to end and resumable: pretrain at several masking ratios, linear-probe
-both downstream tasks from each, train the same encoder and a ~4x larger one from scratch, and
-measure the reconstruction-accuracy curve. Results go to WORKDIR/results.{json,md} and plots.
+"""The paper's study, end to end and resumable: pretrain at several masking ratios; from each
+checkpoint run both probes (strict linear and the paper's) on both downstream tasks; the same
+probes of a random encoder; the same encoder and a ~4x larger one from scratch; a label-efficiency
+curve; segmentation of held-out carrier configurations; the reconstruction-accuracy curve.
+Results go to WORKDIR/results.{json,md,png}.
 
 Every run lives in its own sub-workdir and records run.json when it finishes, so rerunning the
-study skips finished runs and resumes an interrupted one from its last checkpoint.
+study skips finished runs and resumes an interrupted one from its last checkpoint. Compiled
+programs are cached in WORKDIR/jax_cache (runs.compilation_cache).
 """
 import json
 import os
@@ -12,26 +15,13 @@ import time
 import numpy as np
 from absl import logging
 
-from configs import finetune as finetune_configs
-from configs import pretrain as pretrain_configs
+from msm_jax.study import held_out, label_efficiency
 from msm_jax.study.report import write_report
+from msm_jax.study.runs import (compilation_cache, finetune_config, finetune_run,
+                                pretrain_config, pretrain_name, run_name, timed)
 
 TASKS = ("har", "seg")
-
-
-def _timed(workdir: str, run):
-  """Runs `run()` unless `workdir` has a run.json; returns the stored record {wall_s, ...}."""
-  record_path = os.path.join(workdir, "run.json")
-  os.makedirs(workdir, exist_ok=True)
-  if os.path.exists(record_path):
-    with open(record_path) as f:
-      return json.load(f)
-  start = time.perf_counter()
-  record = run() or {}
-  record["wall_s"] = time.perf_counter() - start
-  with open(record_path, "w") as f:
-    json.dump(record, f, indent=2)
-  return record
+PROBE_NAMES = {"linear": "linear probe", "paper_probe": "paper probe"}  # config.probes' rows
 
 
 def build_datasets(config, data_dir: str) -> dict:
@@ -48,49 +38,56 @@ def build_datasets(config, data_dir: str) -> dict:
   return {"pretrain": radio_pretrain.NAME, "seg": radio_segmentation.NAME, "har": csi_har.NAME}
 
 
-def _use_tfds(data, name: str, data_dir: str, eval_split: str | None = None):
-  data.update(source="tfds", name=name, data_dir=data_dir)
-  if eval_split:
-    data.update(eval_split=eval_split, eval_examples=0)
-
-
-def pretrain_config(config, ratio: float, data_dir: str):
-  c = pretrain_configs.get_config(config.size)
-  c.update(config.pretrain.to_dict())
-  c.update(input_shape=tuple(config.pretrain_shape), mask_ratio=float(ratio), seed=config.seed)
-  _use_tfds(c.data, "radio_pretrain", data_dir)
-  return c
-
-
-def finetune_config(config, task: str, data_dir: str, *, recipe: str, init_from: str = "",
-                    large=False):
-  """recipe 'probe' (config.probe: frozen encoder) or 'scratch' (config.scratch: all trains)."""
-  c = finetune_configs.get_config(f"{task}_{config.size}")
-  c.update(config[recipe].to_dict())
-  c.update(input_shape=tuple(config.shapes[task]), init_from=init_from, seed=config.seed)
-  if large:
-    c.model.encoder = dict(config.large_encoder)
-    c.model.encoder_name = "large"
-  _use_tfds(c.data, finetune_configs.DATASET_OF[task], data_dir, eval_split="test")
-  return c
+def check_config(config) -> None:
+  """Refuses a study that would fail after hours: unknown probes or tasks, or a label-efficiency
+  checkpoint the study does not pretrain."""
+  le = config.label_efficiency
+  if le.mask_ratio not in config.mask_ratios:
+    raise ValueError(f"config.label_efficiency.mask_ratio={le.mask_ratio} must be one of "
+                     f"config.mask_ratios={tuple(config.mask_ratios)}, the checkpoints pretrained.")
+  if not set(le.tasks) <= set(TASKS):
+    raise ValueError(f"config.label_efficiency.tasks={tuple(le.tasks)} must be among {TASKS}.")
+  unknown = set(config.probes) - set(PROBE_NAMES)
+  if unknown:
+    raise ValueError(f"config.probes={tuple(config.probes)}: {sorted(unknown)} are not probe "
+                     f"recipes {tuple(PROBE_NAMES)}.")
 
 
 def run_experiment(config, workdir: str) -> dict:
   """Runs (or resumes) the whole study; returns the results dict also written to results.json."""
+  check_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  with compilation_cache(os.path.join(workdir, "jax_cache")):
+    results = _run(config, workdir)
+  write_report(results, config, workdir)
+  return results
+
+
+def _run(config, workdir: str) -> dict:
   from msm_jax.data.source import make_source
   from msm_jax.finetune.task import finetune
   from msm_jax.study.reconstruction import reconstruction_curve
   from msm_jax.training.pretrain import pretrain
 
   data_dir = config.data_dir or os.path.join(workdir, "data")
-  os.makedirs(workdir, exist_ok=True)
-  data = _timed(data_dir, lambda: {"datasets": build_datasets(config, data_dir)})
-  results = {"variant": config.variant, "data_build_s": data["wall_s"], "pretrain": {},
-             "finetune": [], "reconstruction": {}}
+  data = timed(data_dir, lambda: {"datasets": build_datasets(config, data_dir)})
+  held_out_dir = os.path.join(data_dir, "held_out")
+  held_out_data = timed(held_out_dir,
+                        lambda: {"dataset": held_out.build_dataset(config, held_out_dir)})
+  results = {"variant": config.variant, "data_build_s": data["wall_s"] + held_out_data["wall_s"],
+             "pretrain": {}, "finetune": [], "reconstruction": {}}
+
+  def finetune_arm(task, label, recipe, ratio=None, large=False):
+    pretrained = os.path.join(workdir, pretrain_name(ratio)) if ratio else ""
+    ft_config = finetune_config(config, task, data_dir, recipe=recipe, init_from=pretrained,
+                                large=large)
+    run_dir = os.path.join(workdir, run_name(task, recipe, ratio) + ("_large" if large else ""))
+    results["finetune"].append(finetune_run(finetune, ft_config, run_dir, label,
+                                            mask_ratio=ratio))
 
   recon_images, recon_s = None, 0.0
   for ratio in config.mask_ratios:
-    name = f"pretrain_{round(ratio * 100)}"
+    name = pretrain_name(ratio)
     pre_dir = os.path.join(workdir, name)
     pre_config = pretrain_config(config, ratio, data_dir)
     logging.info("Study: %s", name)
@@ -99,7 +96,7 @@ def run_experiment(config, workdir: str) -> dict:
       pretrain(pre_config, pre_dir)
       return _last_metrics(pre_dir)
 
-    record = _timed(pre_dir, run_pretrain)
+    record = timed(pre_dir, run_pretrain)
     results["pretrain"][name] = dict(record, mask_ratio=ratio)
     if recon_images is None:
       test = make_source(pre_config.data, pre_config.input_shape, config.seed, split="test")
@@ -108,49 +105,30 @@ def run_experiment(config, workdir: str) -> dict:
     results["reconstruction"][name] = reconstruction_curve(
         pre_config, pre_dir, recon_images, config.test_mask_ratios)
     recon_s += time.perf_counter() - recon_start
-
     for task in TASKS:
-      results["finetune"].append(_finetune_run(
-          finetune, finetune_config(config, task, data_dir, recipe="probe", init_from=pre_dir),
-          task,
-          os.path.join(workdir, f"{task}_probe_{round(ratio * 100)}"),
-          f"probe from {name}", ratio))
-  # Baselines. "probe of random init" is the control for the probes: the same frozen encoder
-  # and head recipe without pretraining, so any gap between them is what pretraining learned.
-  baselines = (("probe of random init", "probe_random", dict(recipe="probe")),
-               ("scratch", "scratch", dict(recipe="scratch")),
-               ("scratch large", "scratch_large", dict(recipe="scratch", large=True)))
+      for recipe in config.probes:
+        finetune_arm(task, f"{PROBE_NAMES[recipe]} from {name}", recipe, ratio)
+  # Baselines. The probes of a random encoder are the control for the probes: the same recipe
+  # without pretraining, so any gap between them is what pretraining learned.
   for task in TASKS:
-    for label, name, options in baselines:
-      results["finetune"].append(_finetune_run(
-          finetune, finetune_config(config, task, data_dir, **options), task,
-          os.path.join(workdir, f"{task}_{name}"), label, None))
+    for recipe in config.probes:
+      finetune_arm(task, f"{PROBE_NAMES[recipe]} of random init", recipe)
+    finetune_arm(task, "scratch", "scratch")
+    finetune_arm(task, "scratch large", "scratch", large=True)
+  curve = label_efficiency.label_efficiency_runs(finetune, config, workdir, data_dir)
+  results["label_efficiency"] = {"runs": curve, "summary": label_efficiency.summarise(curve)}
+  results["held_out"] = held_out.held_out_runs(finetune, config, workdir, held_out_dir)
   # What the study costs from scratch: the recorded time of every run (a rerun that skips finished
-  # runs measures only what it redid), plus the reconstruction curves.
-  results["total_wall_s"] = recon_s + data["wall_s"] + sum(
-      r["wall_s"] for r in (*results["pretrain"].values(), *results["finetune"]))
-  write_report(results, config, workdir)
+  # runs measures only what it redid; a label-efficiency point that is a main-table run counts
+  # once), plus the reconstruction curves.
+  reused = {r["workdir"] for r in results["finetune"]}
+  runs = [*results["finetune"], *results["held_out"],
+          *(r for r in curve if r["workdir"] not in reused)]
+  results["total_wall_s"] = recon_s + results["data_build_s"] + sum(
+      r["wall_s"] for r in (*results["pretrain"].values(), *runs))
   return results
 
 
 def _last_metrics(workdir: str) -> dict:
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return {"final": json.loads(f.readlines()[-1])}
-
-
-def _finetune_run(finetune, ft_config, task, run_dir, label, ratio):
-  logging.info("Study: %s (%s)", label, task)
-
-  def run():
-    _, metrics = finetune(ft_config, run_dir)
-    return {"metrics": metrics}
-
-  record = _timed(run_dir, run)
-  metrics = record["metrics"]
-  score = metrics["accuracy"] if task == "har" else metrics["mean_iou"]
-  return {"task": task, "run": label, "mask_ratio": ratio, "mode": ft_config.mode,
-          "encoder": ft_config.model.encoder_name, "score": score,
-          "metric": "accuracy" if task == "har" else "mean IoU",
-          "pixel_accuracy": metrics.get("pixel_accuracy"),
-          "trainable_params": metrics["trainable_params"], "total_params": metrics["total_params"],
-          "wall_s": record["wall_s"], "workdir": run_dir}
