@@ -2,7 +2,7 @@ r"""Finetuning configs: `--config=configs/finetune.py:VARIANT`.
 
 Variants TASK_SIZE with TASK in {har, seg, audio} (activity classification from WiFi CSI, LTE/NR
 spectrogram segmentation, sound clip classification from log-mel spectrograms) and SIZE in
-{tiny (CPU), vit_s, vit_m, vit_l (the paper), maskspec_tiny, maskspec_small, maskspec_base}. The
+{tiny, mid (CPU), vit_s, vit_m, vit_l (the paper), maskspec_tiny, maskspec_small, maskspec_base}. The
 model block is the pretraining variant's (configs/pretrain.py), so a checkpoint of pretraining
 variant SIZE loads into finetuning variant TASK_SIZE:
 

@@ -1,8 +1,8 @@
 r"""MSM pretraining configs: `--config=configs/pretrain.py:VARIANT`.
 
-Variants: tiny (CPU quick start and tests), vit_s, vit_m, vit_l (the radio foundation model
-paper), maskspec_tiny, maskspec_small, maskspec_base (MaskSpec encoders, on log-mel audio; see
-launch.make_dataset --dataset=audio). Anything can be overridden on the command line, e.g.
+Variants: tiny (CPU quick start and tests), mid (the CPU study, 0.8M parameters), vit_s, vit_m,
+vit_l (the radio foundation model paper), maskspec_tiny, maskspec_small, maskspec_base (MaskSpec
+encoders, on log-mel audio; see launch.make_dataset --dataset=audio). Anything can be overridden on the command line, e.g.
 
   python -m launch.pretrain --config=configs/pretrain.py:vit_s --workdir=/tmp/msm \
       --config.total_steps=200 --config.batch_size=32 --config.parallel=pmap --config.log_every=10

@@ -112,7 +112,7 @@ def test_worker_processes_generate_the_same_stream(toy_generators):
       for key in want:
         np.testing.assert_array_equal(got[key], want[key])
     spawned.stream.close()
-    assert spawned._pool is not None  # the batches did come from worker processes
+    assert spawned._processes is not None  # the batches did come from worker processes
   broken = make_source(data_config(generator="toy_class", workers=2), SHAPE, SEED)
   broken._generator_name = "toy_broken"  # the statistics were made, the stream is broken
   with pytest.raises(ValueError, match="Generator 'toy_broken' returned"):

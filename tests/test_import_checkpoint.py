@@ -336,7 +336,7 @@ def test_paper_normalization_is_the_papers_pipeline():
   paper = ((10 * np.log10(power.astype(np.float64) + 1e-12) + 120) / 119.5 - 0.451) / 0.043
   np.testing.assert_allclose(normalize(power, PAPER_STATS), paper, rtol=1e-5, atol=1e-5)
   config = finetune_config("seg_tiny")
-  config.data.update(normalization="paper", generator="synthetic")
+  config.data.update(normalization="paper", generator="synthetic", num_examples=0)
   source = make_source(config.data, (16, 16, 1), seed=0)
   assert source.stats == PAPER_STATS
   image = next(source.batches(global_batch_size=1, start_step=0))["image"][0]
