@@ -103,7 +103,7 @@ def _plots(results, workdir):
     ax.set_title(f"{task}: {runs[0]['metric']}" if runs else task)
     ax.set_ylim(0, 1)
   for name, curve in results["reconstruction"].items():
-    recon.plot(list(curve), list(curve.values()), marker=".", label=name)
+    recon.plot([float(r) for r in curve], list(curve.values()), marker=".", label=name)
   recon.set_xlabel("test masking ratio")
   recon.set_ylabel("reconstruction accuracy")
   recon.legend(fontsize=7)
@@ -121,6 +121,9 @@ def _plots(results, workdir):
     ax.set_title(f"{task}: label efficiency ({'mean IoU' if task == 'seg' else 'accuracy'})")
     if points:
       ax.legend(fontsize=7)
+    else:  # config.label_efficiency.tasks left this task out
+      ax.text(0.5, 0.5, "not run (config.label_efficiency.tasks)", ha="center",
+              transform=ax.transAxes)
   classes = _classes(results)
   width = 0.8 / max(1, len(results["held_out"]))
   for i, r in enumerate(results["held_out"]):
