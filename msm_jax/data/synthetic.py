@@ -181,20 +181,24 @@ def raw_example(generator_name: str, seed: int, split: str, input_shape, index: 
   """Example `index` of `split`, only the features a pool stores: 'spectrogram' (linear power)
   and, for labelled generators, 'label'."""
   example = generate_example(generator_name, seed, split, input_shape, index)
-  return {key: np.asarray(example[key]) for key in ("spectrogram", "label") if key in example}
+  labelled = get_generator(generator_name).label != "none"
+  return {key: np.asarray(example[key]) for key in ("spectrogram", "label")[:1 + labelled]}
+
+
+def model_inputs(raw: dict, stats: dict) -> dict:
+  """What the training loop gets of raw features (one example's, or stacked): 'image', the log
+  power normalised with `stats` (normalize.normalize), and 'label' (int32) where labelled."""
+  inputs = {"image": normalize(raw["spectrogram"], stats)}
+  if "label" in raw:
+    inputs["label"] = np.asarray(raw["label"], np.int32)
+  return inputs
 
 
 def make_features(generator_name: str, seed: int, split: str, input_shape, stats: dict,
                   index: int) -> dict:
-  """What the training loop gets of example `index`: 'image', the log power normalised with
-  `stats` (normalize.normalize), and 'label' (int32) for labelled generators. Made whole in a
-  worker: the standardisation is a large part of the work, and would otherwise serialise in the
-  consumer."""
-  example = generate_example(generator_name, seed, split, input_shape, index)
-  features = {"image": normalize(example["spectrogram"], stats)}
-  if get_generator(generator_name).label != "none":
-    features["label"] = np.asarray(example["label"], np.int32)
-  return features
+  """model_inputs of example `index`. Made whole in a worker: the standardisation is a large
+  part of the work, and would otherwise serialise in the consumer."""
+  return model_inputs(raw_example(generator_name, seed, split, input_shape, index), stats)
 
 
 class SyntheticSource:
@@ -264,11 +268,8 @@ class SyntheticSource:
     return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
   def _features(self, raw: dict, indices) -> dict:
-    """The features `make_features` gives, of pooled examples `indices` of `raw`."""
-    features = {"image": normalize(raw["spectrogram"][indices], self.stats)}
-    if "label" in raw:
-      features["label"] = raw["label"][indices].astype(np.int32)
-    return features
+    """model_inputs of pooled examples `indices` of `raw`."""
+    return model_inputs({key: value[indices] for key, value in raw.items()}, self.stats)
 
   def batches(self, *, global_batch_size: int, start_step: int,
               process_index: int = 0, process_count: int = 1):
