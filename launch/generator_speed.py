@@ -21,7 +21,9 @@ from msm_jax.data.csi import csi_har
 from msm_jax.data.generators import GENERATORS
 
 # The size each generator's dataset is built at by default (make_dataset without --height/--width).
-DEFAULT_SHAPES = {"lte_nr": radio_segmentation.DEFAULT_SHAPE, "csi_har": csi_har.DEFAULT_SHAPE}
+DEFAULT_SHAPES = {"lte_nr": radio_segmentation.DEFAULT_SHAPE,
+                  "lte_nr_holdout": radio_segmentation.DEFAULT_SHAPE,
+                  "csi_har": csi_har.DEFAULT_SHAPE}
 TRAINING_SET = 12_000  # make_dataset's default: 10,000 train + 1,000 validation + 1,000 test
 
 _GENERATORS = flags.DEFINE_list("generators", ["radio_scene", "lte_nr"],

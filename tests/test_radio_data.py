@@ -455,7 +455,8 @@ def test_generated_capture_settings_are_checked():
     radio_pretrain.build_params(generator="radio_scene", capture={"sample_rate": 50e6}, **base)
   with pytest.raises(ValueError, match="frame_seconds=0.05: use 0.01 to 0.04"):
     radio_segmentation.build_params(capture={"frame_seconds": 0.05}, **base)
-  with pytest.raises(ValueError, match="'synthetic' draws spectrograms directly"):
+  with pytest.raises(ValueError, match="'synthetic' draws spectrograms directly; .* IQ-level "
+                     "generators \\(lte_nr, lte_nr_holdout, radio_scene\\)"):
     radio_pretrain.build_params(generator="synthetic", capture={"frame_seconds": 0.02}, **base)
   with pytest.raises(ValueError, match="a 10 ms frame at 30.72 Msps has 307200 samples, fewer"):
     radio_pretrain.build_params(generator="lte_nr", capture={"sample_rate": 30.72e6,

@@ -31,7 +31,7 @@ import os
 import numpy as np
 
 from msm_jax.data import parallel
-from msm_jax.data.generators import SPLIT_IDS, get_generator
+from msm_jax.data.generators import GENERATORS, SPLIT_IDS, get_generator
 from msm_jax.data.normalize import STATS_FILENAME, compute_stats, write_stats
 from msm_jax.data.radio import recordings as rec
 from msm_jax.data.radio.scene import capture_config, capture_spec
@@ -50,8 +50,9 @@ def generator_params(generator: str, shape, capture: dict | None = None) -> dict
   in) that can give `shape`."""
   if not get_generator(generator).capture:
     if capture:
+      iq_level = sorted(name for name in GENERATORS if get_generator(name).capture)
       raise ValueError(f"generator {generator!r} draws spectrograms directly; capture settings "
-                       f"{capture} apply only to the IQ-level generators (lte_nr, radio_scene).")
+                       f"{capture} apply only to the IQ-level generators ({', '.join(iq_level)}).")
     return {"generator": generator}
   config = capture_config(**(capture or {}))
   capture_spec(shape, config)
