@@ -106,6 +106,18 @@ def test_study_refuses_a_label_efficiency_checkpoint_it_does_not_pretrain(tmp_pa
   assert os.listdir(tmp_path) == []  # refused before any build or run
 
 
+def test_each_task_finetunes_on_its_own_schedule():
+  from msm_jax.study.runs import finetune_config
+  config = get_config("cpu")
+  seg = finetune_config(config, "seg", "/data", recipe="paper_probe")
+  har = finetune_config(config, "har", "/data", recipe="paper_probe", examples=16)
+  # CSI needs far more steps than segmentation; the recipe (mode, rate) is the same for both.
+  assert (seg.total_steps, seg.warmup_steps, seg.batch_size) == (200, 20, 32)
+  assert (har.total_steps, har.warmup_steps, har.batch_size) == (1500, 150, 32)
+  assert seg.mode == har.mode == "paper_probe" and seg.base_lr == har.base_lr == 0.02
+  assert har.data.split == "train[:16]" and seg.data.split == "train"
+
+
 def test_label_efficiency_summary_statistics():
   from msm_jax.study.label_efficiency import summarise
   records = [{"task": "seg", "run": "scratch", "examples": 16, "score": s} for s in (0.5, 0.7)]

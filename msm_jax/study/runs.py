@@ -70,6 +70,7 @@ def finetune_config(config, task: str, data_dir: str, *, recipe: str, init_from:
   trains on the first that many training examples only."""
   c = finetune_configs.get_config(f"{task}_{config.size}")
   c.update(config[recipe].to_dict())
+  c.update(config.finetune[task].to_dict())
   c.update(input_shape=tuple(config.shapes[task]), init_from=init_from,
            seed=config.seed if seed is None else seed)
   if large:
