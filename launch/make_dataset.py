@@ -7,7 +7,7 @@
       --recordings='captures/*.sigmf-meta' [--sample_rate=HZ] [--window_seconds=0.016] \
       [--skip_bad] [--num_examples=N [--generator=...]]  # + N generated scenes if N is given
   python -m launch.make_dataset --dataset=csi_har --data_dir=DIR [--source=ntu_fi:PATH] \
-      [--held_out='room=2'] [--csi_classes=ut_har]   # WiFi CSI activities (msm_jax/data/csi)
+      [--held_out='room=2'] [--csi_classes=ut_har] [--skip_bad]  # WiFi CSI activities
   python -m launch.make_dataset --dataset=radio_segmentation --data_dir=DIR \
       [--height=256 --width=256] [--capture_rate=HZ --frame_seconds=S] \
       [--frames=FOLDER [--skip_bad]]  # LTE/NR pixel labels, generated (lte_nr) or read
@@ -67,12 +67,15 @@ def _shape(flag_values, default) -> tuple[int, int, int]:
 
 
 def _build_csi_har(flag_values) -> str:
-  return csi_har.build(
+  version_dir, skipped = csi_har.build(
       flag_values.data_dir,
       shape=_shape(flag_values, csi_har.default_shape(flag_values.source, flag_values.csi_layout)),
       source=flag_values.source, num_examples=flag_values.num_examples, seed=flag_values.seed,
       num_eval_examples=flag_values.num_eval_examples, classes=flag_values.csi_classes,
-      layout=flag_values.csi_layout, held_out=flag_values.held_out)
+      layout=flag_values.csi_layout, held_out=flag_values.held_out,
+      skip_bad=flag_values.skip_bad)
+  _report_skipped(skipped)
+  return version_dir
 
 
 def _build_radio_segmentation(flag_values) -> str:
@@ -153,7 +156,7 @@ flags.DEFINE_string("audio_dir", None, "audio: a folder of .wav / .flac files, o
                     "per class for labels (msm_jax/data/audio/dataset.py).")
 flags.DEFINE_float("clip_seconds", None, "audio: seconds of sound per example (default --height "
                    "x the 10 ms hop); its frames are cut or padded to --height.")
-flags.DEFINE_bool("skip_bad", False, "Skip unreadable recordings / frames / audio files, and "
+flags.DEFINE_bool("skip_bad", False, "Skip unreadable recordings / frames / CSI / audio files, and "
                   "recordings / frames holding NaN or infinite values, reporting each, instead of "
                   "stopping at the first (with --recordings this reads every file once more).")
 flags.DEFINE_string("held_out", "subject=6,7", "csi_har simulator domains only validation/test "

@@ -27,7 +27,7 @@ def read_split(version_dir, split):
 def test_simulated_csi_har_reads_back_with_labels_and_held_out_domains(tmp_path):
   from msm_jax.data.csi import csi_har
   from msm_jax.data.tfds_pipeline import TfdsSource
-  version_dir = csi_har.build(str(tmp_path), shape=SHAPE, num_examples=12, num_eval_examples=6,
+  version_dir, _ = csi_har.build(str(tmp_path), shape=SHAPE, num_examples=12, num_eval_examples=6,
                               held_out="subject=6,7")
   train, info = read_split(version_dir, "train")
   validation, _ = read_split(version_dir, "validation")
@@ -54,7 +54,9 @@ def test_csi_har_from_real_files(tmp_path):
   root = tmp_path / "NTU-Fi_HAR"
   written = csi_fixtures.write_ntu_fi(
       root, {"train_amp": {"walk": 6, "box": 5}, "test_amp": {"walk": 1, "box": 2}})
-  version_dir = csi_har.build(str(tmp_path / "ntu"), shape=SHAPE, source=f"ntu_fi:{root}")
+  version_dir, skipped = csi_har.build(str(tmp_path / "ntu"), shape=SHAPE,
+                                       source=f"ntu_fi:{root}")
+  assert skipped == []
   sizes = {split: len(read_split(version_dir, split)[0]) for split in ("train", "validation",
                                                                        "test")}
   assert sizes == {"train": 10, "validation": 1, "test": 3}
@@ -78,7 +80,7 @@ def test_csi_har_from_real_files(tmp_path):
     for receiver in (1, 4):
       name = f"user{i % 3 + 1}-{i % 2 + 1}-{i % 8 + 1}-2-{i}-r{receiver}.dat"
       csi_fixtures.write_dat(str(widar / name), csi_fixtures.random_int8_csi(rng, 20), 0b10_01_00)
-  version_dir = csi_har.build(str(tmp_path / "w"), shape=(15, 10, 3), source=f"widar:{widar}")
+  version_dir, _ = csi_har.build(str(tmp_path / "w"), shape=(15, 10, 3), source=f"widar:{widar}")
   receivers = {}
   for split in ("train", "validation", "test"):
     examples, info = read_split(version_dir, split)
@@ -94,6 +96,31 @@ def test_csi_har_from_real_files(tmp_path):
   csi_fixtures.write_ntu_fi(bad, {"train_amp": {"box": 10}, "test_amp": {"box": 1}}, n_packets=5)
   with pytest.raises(ValueError, match=r"box0\.mat: cannot make a \(8, 16, 3\) input"):
     csi_har.build(str(tmp_path / "b"), shape=SHAPE, source=f"ntu_fi:{bad}")
+
+
+def test_csi_har_skip_bad_leaves_out_unreadable_files_and_lists_them(tmp_path):
+  from msm_jax.data.csi import csi_har
+  root = tmp_path / "NTU-Fi_HAR"
+  written = csi_fixtures.write_ntu_fi(
+      root, {"train_amp": {"walk": 6, "box": 5}, "test_amp": {"walk": 1, "box": 2}})
+  corrupt = sorted(p for p in written if "train_amp" in p)[0]
+  with open(corrupt, "wb") as f:
+    f.write(b"not a MATLAB file")
+  with pytest.raises(ValueError, match=os.path.basename(corrupt) + ": is not a readable MATLAB"):
+    csi_har.build(str(tmp_path / "strict"), shape=SHAPE, source=f"ntu_fi:{root}")
+  version_dir, skipped = csi_har.build(str(tmp_path / "lenient"), shape=SHAPE,
+                                       source=f"ntu_fi:{root}", skip_bad=True)
+  assert len(skipped) == 1 and skipped[0].startswith(corrupt + ": is not a readable MATLAB")
+  sizes = {split: len(read_split(version_dir, split)[0]) for split in ("train", "validation",
+                                                                       "test")}
+  assert sum(sizes.values()) == 13  # 14 files, one left out
+  # Every file of a split unreadable: an error naming the source, not an empty split.
+  for path in written:
+    if "test_amp" in path:
+      with open(path, "wb") as f:
+        f.write(b"")
+  with pytest.raises(ValueError, match="every file of the test split is unreadable"):
+    csi_har.build(str(tmp_path / "none"), shape=SHAPE, source=f"ntu_fi:{root}", skip_bad=True)
 
 
 def test_widar_splits_keep_each_gesture_instance_in_one_split():

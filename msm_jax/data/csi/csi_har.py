@@ -16,7 +16,8 @@ the source does not say). Sources:
                 location, orientation = orientation, receiver = receiver; split by gesture instance
                 (`widar_splits`), so the receivers' files of one instance share a split.
 Real files that would leave a split empty are refused before anything is built (`check_splits`);
-shapes default per source (`default_shape`). Parameters are stored in metadata.json,
+an unreadable NTU-Fi or Widar3.0 file stops the build with its name, or with skip_bad is left out
+and listed. Shapes default per source (`default_shape`). Parameters are stored in metadata.json,
 normalisation statistics of the train split in stats.json
 (DATA_DIR/csi_har/1.1.0/). TensorFlow is imported lazily (`builder_class()`).
 """
@@ -28,7 +29,7 @@ import numpy as np
 from msm_jax.data.csi import domains, intel5300, readers
 from msm_jax.data.csi.recording import CsiFileError, csi_to_power
 from msm_jax.data.csi.simulate import CLASS_SETS, CsiScenes
-from msm_jax.data.radio_pretrain import SPLIT_IDS, prepare_builder, write_train_stats
+from msm_jax.data.radio_pretrain import SPLIT_IDS, prepare_builder, readable, write_train_stats
 from msm_jax.data.tfds_pipeline import FEATURE, LABEL, import_tf
 
 NAME = "csi_har"
@@ -85,7 +86,8 @@ def _example(power, label, fields=None) -> dict:
           **{name: np.int32(fields.get(name, -1)) for name in DOMAIN_FIELDS}}
 
 
-def _simulated(params, split):
+def _simulated(builder, split):
+  params = builder.params
   scenes = CsiScenes(tuple(params["classes"]), params["layout"],
                      tuple(domains.parse_held_out(params["held_out"]).items()))
   count = params["num_examples"] if split == "train" else params["num_eval_examples"]
@@ -110,14 +112,20 @@ def _ntu_fi_split(files, split) -> list:
           if (i % _VALIDATION_EVERY == _VALIDATION_EVERY - 1) == (split == "validation")]
 
 
-def _ntu_fi(params, split):
+def _ntu_fi(builder, split):
+  params = builder.params
   _, files = readers.ntu_fi_files(params["path"])
-  for path, label in _ntu_fi_split(files, split):
-    amplitude = readers.read_ntu_fi(path).amplitude
-    yield path, _example(_reduce(path, amplitude, params["shape"]), label)
+
+  def read(file):
+    path, label = file
+    return _example(_reduce(path, readers.read_ntu_fi(path).amplitude, params["shape"]), label)
+  for (path, _), example in readable(builder, _ntu_fi_split(files, split), read, CsiFileError,
+                                     params["path"], split, "file"):
+    yield path, example
 
 
-def _ut_har(params, split):
+def _ut_har(builder, split):
+  params = builder.params
   amplitude, labels = readers.ut_har_split(params["path"], split)
   path = os.path.join(params["path"], "data", f"X_{readers.UT_HAR_SPLITS[split]}.csv")
   for index, (recording, label) in enumerate(zip(amplitude, labels)):
@@ -160,16 +168,20 @@ def widar_splits(paths) -> dict:
           for path, key in instance.items()}
 
 
-def _widar(params, split):
+def _widar(builder, split):
+  params = builder.params
   classes = dataset_classes(params)
-  for path, part in widar_splits(_widar_files(params["path"])).items():
-    if part == split:
-      recording = intel5300.read_dat(path)
-      info = recording.info
-      fields = {"subject": info["user"], "position": info["location"],
-                "orientation": info["orientation"], "receiver": info["receiver"]}
-      label = classes.index(f"gesture_{info['gesture']}")
-      yield path, _example(_reduce(path, recording.amplitude, params["shape"]), label, fields)
+
+  def read(path):
+    recording = intel5300.read_dat(path)
+    info = recording.info
+    fields = {"subject": info["user"], "position": info["location"],
+              "orientation": info["orientation"], "receiver": info["receiver"]}
+    label = classes.index(f"gesture_{info['gesture']}")
+    return _example(_reduce(path, recording.amplitude, params["shape"]), label, fields)
+  paths = [path for path, part in widar_splits(_widar_files(params["path"])).items()
+           if part == split]
+  yield from readable(builder, paths, read, CsiFileError, params["path"], split, "file")
 
 
 _GENERATORS = {"simulator": _simulated, "ntu_fi": _ntu_fi, "ut_har": _ut_har, "widar": _widar}
@@ -221,8 +233,9 @@ def builder_class():
                  "indoor delay spreads, Doppler-safe packet rates and realistic running."}
     code_path = None  # as in radio_pretrain: no checksums file, nothing is downloaded
 
-    def __init__(self, *, params: dict, **kwargs):
-      self.params = params  # before the base constructor, which already calls _info()
+    def __init__(self, *, params: dict, skip_bad: bool = False, **kwargs):
+      # Before the base constructor, which already calls _info().
+      self.params, self.skip_bad, self.skipped = params, skip_bad, []
       super().__init__(**kwargs)
 
     def _info(self):
@@ -240,7 +253,7 @@ def builder_class():
       return {split: self._generate_examples(split) for split in SPLIT_IDS}
 
     def _generate_examples(self, split):
-      yield from _GENERATORS[self.params["source"]](self.params, split)
+      yield from _GENERATORS[self.params["source"]](self, split)
 
     def _post_download_and_prepare_hook(self):
       write_train_stats(self)
@@ -248,9 +261,11 @@ def builder_class():
   return CsiHar
 
 
-def build(data_dir: str, **kwargs) -> str:
-  """Builds csi_har under `data_dir` (keyword arguments as in `build_params`); returns its version
-  directory. Same parameters reuse the dataset; different ones in the same data_dir are an error."""
+def build(data_dir: str, *, skip_bad: bool = False, **kwargs) -> tuple[str, list[str]]:
+  """Builds csi_har under `data_dir` (keyword arguments as in `build_params`); returns (version
+  directory, skipped-file errors). Same parameters reuse the dataset; different ones in the same
+  data_dir are an error."""
   params = build_params(**kwargs)
   check_splits(params)
-  return prepare_builder(builder_class()(params=params, data_dir=data_dir), params)
+  builder = builder_class()(params=params, skip_bad=skip_bad, data_dir=data_dir)
+  return prepare_builder(builder, params), builder.skipped

@@ -33,7 +33,8 @@ def _load_mat(path) -> dict:
     return scipy.io.loadmat(path)
   except NotImplementedError:  # MATLAB v7.3 files are HDF5
     return _load_mat_v73(path)
-  except (ValueError, OSError, TypeError) as error:
+  except (ValueError, OSError, TypeError, scipy.io.matlab.MatReadError) as error:
+    # MatReadError (a truncated or empty file) derives from Exception alone.
     raise CsiFileError(path, f"is not a readable MATLAB file ({error}).") from None
 
 
