@@ -246,7 +246,9 @@ def test_finetune_command_with_the_csi_generator(pretrained, tmp_path):
       [sys.executable, "-m", "launch.finetune", "--config=configs/finetune.py:har_tiny",
        f"--workdir={workdir}", f"--config.init_from={pretrained}", "--config.total_steps=4",
        "--config.batch_size=8", "--config.log_every=2", "--config.data.eval_examples=16",
-       "--config.mode=partial", "--config.trainable_blocks=1"],
+       "--config.mode=partial", "--config.trainable_blocks=1",
+       # a small pool: the default 1,024 CSI examples would take most of a minute to generate
+       "--config.data.num_examples=32", "--config.data.val_examples=16"],
       cwd=root, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "step 4/4" in result.stdout and "samples/s" in result.stdout
