@@ -28,7 +28,7 @@ def test_simulated_csi_har_reads_back_with_labels_and_held_out_domains(tmp_path)
   from msm_jax.data.csi import csi_har
   from msm_jax.data.tfds_pipeline import TfdsSource
   version_dir, _ = csi_har.build(str(tmp_path), shape=SHAPE, num_examples=12, num_eval_examples=6,
-                              held_out="subject=6,7")
+                                 held_out="subject=6,7")
   train, info = read_split(version_dir, "train")
   validation, _ = read_split(version_dir, "validation")
   assert len(train) == 12 and len(validation) == 6
